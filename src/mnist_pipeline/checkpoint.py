@@ -1,0 +1,34 @@
+"""The trained model on disk: weights, the config that builds the network, and its normalisation.
+
+Only tensors and plain containers are stored, so loading goes through `torch.load(...,
+weights_only=True)` and a file from elsewhere cannot run code when opened.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.utils import instantiate
+from torch import nn
+
+from mnist_pipeline.atomic import atomic_path
+
+
+def save(path: Path, model: nn.Module, model_cfg: dict[str, Any], stats: dict[str, float]) -> None:
+    payload = {
+        "model": model_cfg,
+        "state_dict": model.state_dict(),
+        "normalisation": {"mean": stats["mean"], "std": stats["std"]},
+    }
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def load(path: Path) -> tuple[nn.Module, dict[str, float]]:
+    """Rebuild the network from its stored config and load its weights (safely)."""
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    model = instantiate(payload["model"])
+    model.load_state_dict(payload["state_dict"])
+    return model.eval(), payload["normalisation"]

@@ -1,0 +1,70 @@
+"""One configuration, two readers: Hydra composes `conf/`, DVC reads `params.yaml`.
+
+`params.yaml` is the composition of `conf/` with no overrides, written by `python -m
+mnist_pipeline.config` (`make params`) exactly as `dvc exp run` writes it (DVC's Hydra integration
+composes, resolves and dumps with `OmegaConf.to_yaml`). Stages read `params.yaml` only, never `conf/`:
+a stage that composed `conf/` itself would ignore `dvc exp run -S` (iterative/dvc#10186), and plain
+`dvc repro` never looks at `conf/` (iterative/dvc#10750).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+PARAMS_FILE = Path("params.yaml")
+CONF_DIR = Path("conf")
+
+
+def load_params(path: str | Path = PARAMS_FILE) -> DictConfig:
+    """The resolved run configuration that DVC tracks."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} not found: run stages from the repository root (where dvc.yaml is)"
+        )
+    return OmegaConf.load(path)  # type: ignore[return-value]
+
+
+def compose(overrides: Sequence[str] = (), conf_dir: str | Path = CONF_DIR) -> DictConfig:
+    """Compose `conf/config.yaml` with Hydra overrides and resolve interpolations, as DVC does."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(str(Path(conf_dir).resolve()), version_base=None):
+        cfg = hydra_compose(config_name="config", overrides=list(overrides))
+    OmegaConf.resolve(cfg)
+    return cfg
+
+
+def to_yaml(cfg: DictConfig) -> str:
+    return OmegaConf.to_yaml(cfg)
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested config → {"optimizer.lr": 0.001, ...}: the shape MLflow params want."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Write params.yaml from conf/ (plus optional Hydra overrides)."""
+    from mnist_pipeline.atomic import write_text
+
+    overrides = list(sys.argv[1:] if argv is None else argv)
+    write_text(PARAMS_FILE, to_yaml(compose(overrides)))
+    print(f"wrote {PARAMS_FILE} from {CONF_DIR}/config.yaml {' '.join(overrides)}".rstrip())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,23 @@
+"""DVC stage `download`: fetch the four MNIST files into data/raw/, verified."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mnist_pipeline.cli import run_stage
+from mnist_pipeline.config import load_params
+from mnist_pipeline.mirrors import DownloadError, RemoteFile, download_all, mirror_list
+
+RAW_DIR = Path("data/raw")
+
+
+def main() -> None:
+    data = load_params().data
+    files = [RemoteFile(f.name, f.sha256) for f in data.files.values()]
+    download_all(
+        files, mirror_list(data.mirrors), RAW_DIR, timeout=data.timeout_s, attempts=data.attempts
+    )
+
+
+if __name__ == "__main__":
+    run_stage(main, DownloadError)

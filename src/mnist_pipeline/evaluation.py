@@ -1,0 +1,78 @@
+"""Test-set metrics from logits: loss, accuracy, per-class precision/recall/F1, confusion matrix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mnist_pipeline.atomic import atomic_path
+from mnist_pipeline.models import NUM_CLASSES
+
+
+@torch.inference_mode()
+def predict(model: nn.Module, images: Tensor, batch_size: int) -> Tensor:
+    """Logits for all images, in batches."""
+    model.eval()
+    return torch.cat([model(images[i : i + batch_size]) for i in range(0, len(images), batch_size)])
+
+
+def confusion_matrix(labels: Tensor, predicted: Tensor, num_classes: int = NUM_CLASSES) -> Tensor:
+    """Counts[i, j] of examples of true class i predicted as class j."""
+    flat = labels * num_classes + predicted
+    return torch.bincount(flat, minlength=num_classes**2).reshape(num_classes, num_classes)
+
+
+def report(logits: Tensor, labels: Tensor) -> dict[str, Any]:
+    """Everything evaluate publishes, as plain Python numbers."""
+    predicted = logits.argmax(1)
+    cm = confusion_matrix(labels, predicted).double()
+    tp = cm.diag()
+    precision = tp / cm.sum(0).clamp(min=1)
+    recall = tp / cm.sum(1).clamp(min=1)
+    f1 = 2 * precision * recall / (precision + recall).clamp(min=1e-12)
+    return {
+        "acc": (predicted == labels).double().mean().item(),
+        "loss": F.cross_entropy(logits, labels).item(),
+        "macro_f1": f1.mean().item(),
+        "per_class": {
+            str(c): {
+                "precision": precision[c].item(),
+                "recall": recall[c].item(),
+                "f1": f1[c].item(),
+                "support": int(cm[c].sum().item()),
+            }
+            for c in range(len(cm))
+        },
+        "confusion": cm.long().tolist(),
+        "predictions": predicted.tolist(),
+    }
+
+
+def plot_confusion(cm: list[list[int]], path: Path, title: str) -> None:
+    """A labelled heat map of the confusion matrix, counts written in every cell."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(cm)
+    fig, ax = plt.subplots(figsize=(6.4, 5.6), dpi=100)
+    image = ax.imshow(cm, cmap="Blues", norm=matplotlib.colors.LogNorm(vmin=1))
+    fig.colorbar(image, ax=ax, label="examples (log scale)")
+    top = max(max(row) for row in cm)
+    for i in range(n):
+        for j in range(n):
+            if cm[i][j]:
+                color = "white" if cm[i][j] > top**0.75 else "black"  # dark cells
+                ax.text(j, i, cm[i][j], ha="center", va="center", fontsize=7, color=color)
+    ax.set(
+        xticks=range(n), yticks=range(n), xlabel="predicted", ylabel="true", title=title
+    )
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)

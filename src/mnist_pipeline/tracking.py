@@ -1,0 +1,99 @@
+"""MLflow tracking: one run per pipeline execution, opened by train and continued by evaluate.
+
+The run id travels between the two stages in `models/mlflow_run.json`, a DVC output of train.
+Only the resolved project config is logged as params, never the process environment.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from mnist_pipeline.atomic import write_json
+from mnist_pipeline.config import flatten, to_yaml
+
+RUN_FILE = Path("models/mlflow_run.json")
+DEFAULT_STORE = "mlflow.db"
+
+
+def tracking_uri(configured: str | None = None) -> str:
+    """`tracking.uri` if set, else $MLFLOW_TRACKING_URI, else SQLite `mlflow.db` in the cwd.
+
+    The default is spelled out because MLflow's own fallback switches to a `./mlruns` file
+    store when one exists, which MLflow 3 then refuses.
+    """
+    return (
+        configured
+        or os.environ.get("MLFLOW_TRACKING_URI")
+        or f"sqlite:///{Path.cwd() / DEFAULT_STORE}"
+    )
+
+
+def _connect(tracking: DictConfig) -> None:
+    mlflow.set_tracking_uri(tracking_uri(tracking.uri))
+    mlflow.set_experiment(tracking.experiment)
+
+
+@contextmanager
+def new_run(cfg: DictConfig) -> Iterator[str]:
+    """Open a run holding the config (flattened params + `config.yaml`); record its id in RUN_FILE."""
+    _connect(cfg.tracking)
+    with mlflow.start_run(run_name=os.environ.get("DVC_EXP_NAME")) as run:
+        params = flatten(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
+        mlflow.log_params({key: str(value) for key, value in params.items()})
+        mlflow.log_text(to_yaml(cfg), "config.yaml")
+        yield run.info.run_id
+        write_json(RUN_FILE, {"run_id": run.info.run_id, "experiment": cfg.tracking.experiment})
+
+
+@contextmanager
+def resume_run(cfg: DictConfig, run_file: Path = RUN_FILE) -> Iterator[str]:
+    """Reopen the run that train recorded, so evaluate's results land beside train's."""
+    run_id = json.loads(run_file.read_text())["run_id"]
+    _connect(cfg.tracking)
+    with mlflow.start_run(run_id=run_id):
+        yield run_id
+
+
+def log_test_results(result: dict, reports_dir: Path) -> None:
+    """Test metrics (overall and per class) and the report files as artifacts."""
+    metrics = {f"test_{k}": result[k] for k in ("acc", "loss", "macro_f1")}
+    for cls, scores in result["per_class"].items():
+        metrics |= {f"test_{name}_{cls}": scores[name] for name in ("precision", "recall", "f1")}
+    mlflow.log_metrics(metrics)
+    for name in ("metrics.json", "per_class.json", "confusion.png"):
+        mlflow.log_artifact(str(reports_dir / name))
+
+
+def log_model(model: nn.Module, normalisation: dict[str, float], example: np.ndarray) -> None:
+    """Log the network behind a `Standardise` layer: it takes raw 28x28 pixels, returns logits.
+
+    The package's code travels with the model, so `mlflow.pyfunc.load_model` works without it
+    installed.
+    """
+    import mlflow.pytorch
+    from mlflow.models import infer_signature
+
+    import mnist_pipeline
+    from mnist_pipeline.models import Standardise
+
+    served = nn.Sequential(Standardise(**normalisation), model).eval()
+    with torch.inference_mode():
+        output = served(torch.from_numpy(example)).numpy()
+    mlflow.pytorch.log_model(
+        served,
+        name="model",
+        signature=infer_signature(example, output),
+        input_example=example,
+        code_paths=[str(Path(mnist_pipeline.__file__).parent)],
+        pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"numpy=={np.__version__}"],
+    )
