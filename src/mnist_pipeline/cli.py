@@ -1,4 +1,4 @@
-"""What every stage entry point shares: logging set-up and turning known failures into one message."""
+"""What every stage entry point shares: logging, and known failures turned into one message."""
 
 from __future__ import annotations
 

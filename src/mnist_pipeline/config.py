@@ -2,9 +2,9 @@
 
 `params.yaml` is the composition of `conf/` with no overrides, written by `python -m
 mnist_pipeline.config` (`make params`) exactly as `dvc exp run` writes it (DVC's Hydra integration
-composes, resolves and dumps with `OmegaConf.to_yaml`). Stages read `params.yaml` only, never `conf/`:
-a stage that composed `conf/` itself would ignore `dvc exp run -S` (iterative/dvc#10186), and plain
-`dvc repro` never looks at `conf/` (iterative/dvc#10750).
+composes, resolves and dumps with `OmegaConf.to_yaml`). Stages read `params.yaml` only, never
+`conf/`: a stage that composed `conf/` itself would ignore `dvc exp run -S` (iterative/dvc#10186),
+and plain `dvc repro` never looks at `conf/` (iterative/dvc#10750).
 """
 
 from __future__ import annotations

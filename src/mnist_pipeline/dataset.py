@@ -1,8 +1,8 @@
 """The processed dataset: a stratified train/val split, normalisation statistics, compact arrays.
 
-Each split is one `.npz` holding uint8 `images` (N, 28, 28) and int64 `labels` (N,): small on disk,
-loaded in one read, no pickles. `stats.json` holds the normalisation statistics (training split only,
-so nothing leaks from validation or test) and the counts a reader can check.
+Each split is one `.npz` holding uint8 `images` (N, 28, 28) and int64 `labels` (N,): small on
+disk, loaded in one read, no pickles. `stats.json` holds the normalisation statistics (training
+split only, so nothing leaks from validation or test) and the counts a reader can check.
 """
 
 from __future__ import annotations
@@ -14,10 +14,6 @@ from pathlib import Path
 import numpy as np
 
 from mnist_pipeline.atomic import atomic_path, write_json
-from mnist_pipeline.idx import IDXError
-
-SPLITS = ("train", "val", "test")
-IMAGE_SHAPE = (28, 28)
 
 
 @dataclass(frozen=True)
@@ -25,17 +21,11 @@ class Split:
     images: np.ndarray  # uint8 (N, 28, 28)
     labels: np.ndarray  # int64 (N,)
 
+    def take(self, index: np.ndarray) -> Split:
+        return Split(self.images[index], self.labels[index])
+
     def __len__(self) -> int:
         return len(self.labels)
-
-
-def pair(images: np.ndarray, labels: np.ndarray, name: str) -> Split:
-    """Check that images and labels describe the same examples."""
-    if len(images) != len(labels):
-        raise IDXError(f"{name}: {len(images)} images but {len(labels)} labels")
-    if images.shape[1:] != IMAGE_SHAPE:
-        raise IDXError(f"{name}: images are {images.shape[1:]}, expected {IMAGE_SHAPE}")
-    return Split(images, labels.astype(np.int64))
 
 
 def stratified_split(labels: np.ndarray, val_size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -52,7 +42,10 @@ def stratified_split(labels: np.ndarray, val_size: int, seed: int) -> tuple[np.n
     quota = np.floor(exact).astype(int)
     quota[np.argsort(quota - exact)[: val_size - quota.sum()]] += 1
     val = np.concatenate(
-        [rng.permutation(np.flatnonzero(labels == c))[:q] for c, q in zip(classes, quota)]
+        [
+            rng.permutation(np.flatnonzero(labels == c))[:q]
+            for c, q in zip(classes, quota, strict=True)
+        ]
     )
     val.sort()
     train = np.setdiff1d(np.arange(len(labels)), val, assume_unique=True)

@@ -1,11 +1,16 @@
-"""DVC stage `evaluate`: test metrics, confusion matrix and plots, logged into train's MLflow run."""
+"""DVC stage `evaluate`: test metrics, confusion matrix and plots, logged to train's MLflow run."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
+from mnist_pipeline import checkpoint, dataset, evaluation, tracking
+from mnist_pipeline.atomic import write_json, write_text
 from mnist_pipeline.cli import run_stage
 from mnist_pipeline.config import load_params
+from mnist_pipeline.tensors import normalise
 
 PROCESSED_DIR = Path("data/processed")
 MODEL_FILE = Path("models/model.pt")
@@ -13,35 +18,26 @@ REPORTS = Path("reports")
 
 
 def main() -> None:
-    import torch
-
-    from mnist_pipeline import checkpoint, dataset, evaluation, tracking
-    from mnist_pipeline.atomic import write_json, write_text
-    from mnist_pipeline.tensors import normalise
-
     cfg = load_params()
     model, norm = checkpoint.load(MODEL_FILE)
     test = dataset.load(PROCESSED_DIR, "test")
     images = normalise(torch.from_numpy(test.images), norm["mean"], norm["std"])
-    labels = torch.from_numpy(test.labels)
-    result = evaluation.report(evaluation.predict(model, images, cfg.data.eval_batch_size), labels)
+    logits = evaluation.predict(model, images, cfg.data.eval_batch_size)
+    result = evaluation.report(logits, torch.from_numpy(test.labels))
 
-    write_json(
-        REPORTS / "metrics.json",
-        {"test": {k: result[k] for k in ("acc", "loss", "macro_f1")}},
-    )
+    headline = {k: result[k] for k in evaluation.HEADLINE}
+    write_json(REPORTS / "metrics.json", {"test": headline})
     write_json(REPORTS / "per_class.json", result["per_class"])
-    predicted = result["predictions"]
+    pairs = zip(test.labels, result["predictions"], strict=True)
     write_text(
-        REPORTS / "confusion.csv",
-        "actual,predicted\n" + "".join(f"{a},{p}\n" for a, p in zip(test.labels, predicted)),
+        REPORTS / "confusion.csv", "actual,predicted\n" + "".join(f"{a},{p}\n" for a, p in pairs)
     )
     evaluation.plot_confusion(
         result["confusion"], REPORTS / "confusion.png", f"test accuracy {result['acc']:.2%}"
     )
 
     with tracking.resume_run(cfg):
-        tracking.log_test_results(result, REPORTS)
+        tracking.log_test_results(headline, result["per_class"], REPORTS)
         tracking.log_model(model, norm, test.images[:5].astype("float32"))
 
 

@@ -12,6 +12,8 @@ from torch import Tensor, nn
 from mnist_pipeline.atomic import atomic_path
 from mnist_pipeline.models import NUM_CLASSES
 
+HEADLINE = ("acc", "loss", "macro_f1")  # what reports/metrics.json and `dvc exp show` carry
+
 
 @torch.inference_mode()
 def predict(model: nn.Module, images: Tensor, batch_size: int) -> Tensor:
@@ -69,9 +71,7 @@ def plot_confusion(cm: list[list[int]], path: Path, title: str) -> None:
             if cm[i][j]:
                 color = "white" if cm[i][j] > top**0.75 else "black"  # dark cells
                 ax.text(j, i, cm[i][j], ha="center", va="center", fontsize=7, color=color)
-    ax.set(
-        xticks=range(n), yticks=range(n), xlabel="predicted", ylabel="true", title=title
-    )
+    ax.set(xticks=range(n), yticks=range(n), xlabel="predicted", ylabel="true", title=title)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")

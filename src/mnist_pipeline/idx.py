@@ -60,13 +60,13 @@ def encode(array: np.ndarray) -> bytes:
     return header + np.ascontiguousarray(array, dtype=dtype).tobytes()
 
 
-def read_images(path: Path) -> np.ndarray:
-    """Read an IDX file of uint8 images shaped (N, rows, cols)."""
+def read_images(path: Path, size: tuple[int, int] = (28, 28)) -> np.ndarray:
+    """Read an IDX file of uint8 images shaped (N, *size)."""
     images = decode(path.read_bytes(), path.name)
-    if images.dtype != np.uint8 or images.ndim != 3:
+    if images.dtype != np.uint8 or images.shape[1:] != size:
         raise IDXError(
-            f"{path.name}: expected uint8 images of 3 dimensions, got {images.dtype} "
-            f"with shape {images.shape}"
+            f"{path.name}: expected uint8 images shaped (N, {size[0]}, {size[1]}), got "
+            f"{images.dtype} with shape {images.shape}"
         )
     return images
 
@@ -86,3 +86,14 @@ def read_labels(path: Path, num_classes: int = 10) -> np.ndarray:
             f"(first at index {bad[0]}: {labels[bad[0]]})"
         )
     return labels
+
+
+def read_examples(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Read an images file and its labels file, which must describe the same number of examples."""
+    images, labels = read_images(images_path), read_labels(labels_path)
+    if len(images) != len(labels):
+        raise IDXError(
+            f"{images_path.name} holds {len(images)} images but {labels_path.name} holds "
+            f"{len(labels)} labels"
+        )
+    return images, labels

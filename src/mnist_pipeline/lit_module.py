@@ -49,4 +49,7 @@ class Classifier(pl.LightningModule):
         scheduler = self.scheduler_factory(
             optimizer, total_steps=self.trainer.estimated_stepping_batches
         )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }

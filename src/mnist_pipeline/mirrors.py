@@ -86,8 +86,13 @@ def fetch(url: str, file: RemoteFile, dest: Path, timeout: float) -> None:
         with urllib.request.urlopen(url, timeout=timeout) as response, atomic_path(dest) as tmp:
             size = response.headers.get("Content-Length")
             bar = tqdm(
-                total=int(size) if size else None, unit="B", unit_scale=True, desc=file.name, disable=None,
-                leave=False, file=sys.stderr,
+                total=int(size) if size else None,
+                unit="B",
+                unit_scale=True,
+                desc=file.name,
+                disable=None,
+                leave=False,
+                file=sys.stderr,
             )
             digest = hashlib.sha256()
             with bar, gzip.GzipFile(fileobj=_Counted(response, bar)) as gz, open(tmp, "wb") as out:
@@ -117,7 +122,9 @@ def fetch(url: str, file: RemoteFile, dest: Path, timeout: float) -> None:
         raise MirrorError(f"connection lost ({e})", retry=True) from e
 
 
-def fetch_with_retries(url: str, file: RemoteFile, dest: Path, timeout: float, attempts: int) -> None:
+def fetch_with_retries(
+    url: str, file: RemoteFile, dest: Path, timeout: float, attempts: int
+) -> None:
     """`fetch`, retried with a short backoff when the failure looks transient."""
     for attempt in range(1, attempts + 1):
         try:

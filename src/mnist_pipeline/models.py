@@ -92,10 +92,14 @@ class ConvNet(nn.Sequential):
             if size < 1:
                 raise ValueError(
                     f"model.{knob}={mode!r} with model.kernel_size={kernel_size}, "
-                    f"model.stride={stride} and model.pool_size={pool_size} shrinks the feature map "
-                    f"below 1x1 at convolution {i + 1}"
+                    f"model.stride={stride} and model.pool_size={pool_size} shrinks the feature "
+                    f"map below 1x1 at convolution {i + 1}"
                 )
-            layers += [nn.Conv2d(in_ch, out_ch, kernel_size, stride, pad), act(), pool_cls(pool_size)]
+            layers += [
+                nn.Conv2d(in_ch, out_ch, kernel_size, stride, pad),
+                act(),
+                pool_cls(pool_size),
+            ]
             in_ch = out_ch
         super().__init__(*layers, *head(in_ch * size * size, hidden, activation, dropout))
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from mnist_pipeline import dataset, idx
 from mnist_pipeline.cli import run_stage
 from mnist_pipeline.config import load_params
@@ -12,23 +14,23 @@ RAW_DIR = Path("data/raw")
 PROCESSED_DIR = Path("data/processed")
 
 
+def read_split(images_file: str, labels_file: str) -> dataset.Split:
+    images, labels = idx.read_examples(RAW_DIR / images_file, RAW_DIR / labels_file)
+    return dataset.Split(images, labels.astype(np.int64))
+
+
 def main() -> None:
     data = load_params().data
-    raw = {key: RAW_DIR / f.name for key, f in data.files.items()}
-    full_train = dataset.pair(
-        idx.read_images(raw["train_images"]), idx.read_labels(raw["train_labels"]), "train"
-    )
-    test = dataset.pair(
-        idx.read_images(raw["test_images"]), idx.read_labels(raw["test_labels"]), "t10k"
-    )
+    files = data.files
+    full_train = read_split(files.train_images.name, files.train_labels.name)
     train_idx, val_idx = dataset.stratified_split(full_train.labels, data.val_size, data.split_seed)
     splits = {
-        "train": dataset.Split(full_train.images[train_idx], full_train.labels[train_idx]),
-        "val": dataset.Split(full_train.images[val_idx], full_train.labels[val_idx]),
-        "test": test,
+        "train": full_train.take(train_idx),
+        "val": full_train.take(val_idx),
+        "test": read_split(files.test_images.name, files.test_labels.name),
     }
     dataset.save(splits, PROCESSED_DIR)
-    print({name: len(s) for name, s in splits.items()})
+    print("examples per split:", {name: len(s) for name, s in splits.items()})
 
 
 if __name__ == "__main__":

@@ -32,7 +32,12 @@ class TensorBatches:
     def __init__(
         self, images: Tensor, labels: Tensor, batch_size: int, shuffle: bool = False, seed: int = 0
     ) -> None:
-        self.images, self.labels, self.batch_size, self.shuffle = images, labels, batch_size, shuffle
+        self.images, self.labels, self.batch_size, self.shuffle = (
+            images,
+            labels,
+            batch_size,
+            shuffle,
+        )
         self.generator = torch.Generator().manual_seed(seed)
 
     def __len__(self) -> int:

@@ -45,7 +45,7 @@ def _connect(tracking: DictConfig) -> None:
 
 @contextmanager
 def new_run(cfg: DictConfig) -> Iterator[str]:
-    """Open a run holding the config (flattened params + `config.yaml`); record its id in RUN_FILE."""
+    """Open a run holding the config (as params and `config.yaml`); record its id in RUN_FILE."""
     _connect(cfg.tracking)
     with mlflow.start_run(run_name=os.environ.get("DVC_EXP_NAME")) as run:
         params = flatten(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
@@ -64,10 +64,10 @@ def resume_run(cfg: DictConfig, run_file: Path = RUN_FILE) -> Iterator[str]:
         yield run_id
 
 
-def log_test_results(result: dict, reports_dir: Path) -> None:
-    """Test metrics (overall and per class) and the report files as artifacts."""
-    metrics = {f"test_{k}": result[k] for k in ("acc", "loss", "macro_f1")}
-    for cls, scores in result["per_class"].items():
+def log_test_results(headline: dict[str, float], per_class: dict, reports_dir: Path) -> None:
+    """Test metrics, overall (`test_acc`) and per class (`test_f1_3`), and the report files."""
+    metrics = {f"test_{name}": value for name, value in headline.items()}
+    for cls, scores in per_class.items():
         metrics |= {f"test_{name}_{cls}": scores[name] for name in ("precision", "recall", "f1")}
     mlflow.log_metrics(metrics)
     for name in ("metrics.json", "per_class.json", "confusion.png"):

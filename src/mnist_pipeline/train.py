@@ -4,25 +4,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytorch_lightning as pl
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from mnist_pipeline import checkpoint, dataset, tracking
+from mnist_pipeline.callbacks import MLflowEpochMetrics
 from mnist_pipeline.cli import run_stage
 from mnist_pipeline.config import load_params
+from mnist_pipeline.datamodule import MNISTDataModule
+from mnist_pipeline.lit_module import Classifier
 
 PROCESSED_DIR = Path("data/processed")
 MODEL_FILE = Path("models/model.pt")
 
 
 def train(cfg: DictConfig, data_dir: Path = PROCESSED_DIR, model_file: Path = MODEL_FILE) -> None:
-    # Heavy imports here, not at module top: `--help` and config errors stay instant.
-    import pytorch_lightning as pl
-    from hydra.utils import instantiate
-
-    from mnist_pipeline import checkpoint, dataset, tracking
-    from mnist_pipeline.callbacks import MLflowEpochMetrics
-    from mnist_pipeline.datamodule import MNISTDataModule
-    from mnist_pipeline.lit_module import Classifier
-
+    """Fit `cfg.model` inside a new MLflow run and save the weights with what rebuilds them."""
     pl.seed_everything(cfg.seed, verbose=False)
     datamodule = MNISTDataModule(data_dir, cfg.data.batch_size, cfg.data.eval_batch_size, cfg.seed)
     module = Classifier(

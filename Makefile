@@ -1,0 +1,39 @@
+# Every target runs inside .venv, created on first use from the pinned pyproject.toml.
+PYTHON ?= python3
+VENV   ?= .venv
+PORT   ?= 5000
+BIN    := $(VENV)/bin
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.DEFAULT_GOAL := help
+.PHONY: help install params repro test lint ui clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed ## Create .venv and install the pinned dependencies
+
+params: install ## Regenerate params.yaml from conf/ (run after editing conf/)
+	python -m mnist_pipeline.config
+
+repro: install ## Run the pipeline: download, preprocess, train, evaluate (only what changed)
+	dvc repro
+
+test: install ## Run the test suite
+	python -m pytest
+
+lint: install ## Check style with ruff
+	ruff check src tests
+	ruff format --check src tests
+
+ui: install ## MLflow UI on http://127.0.0.1:$(PORT) over the project's tracking store
+	mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port $(PORT)
+
+clean: ## Remove pipeline outputs and caches (keeps .venv and mlflow.db)
+	rm -rf data/raw data/processed models/model.pt reports/confusion.png .pytest_cache .ruff_cache
