@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import http.client
 import logging
 import os
 import sys
@@ -118,14 +119,18 @@ def fetch(url: str, file: RemoteFile, dest: Path, timeout: float) -> None:
         raise MirrorError("truncated gzip (the stream ended early)", retry=True) from e
     except (gzip.BadGzipFile, zlib.error) as e:
         raise MirrorError(f"not a valid gzip file ({e})") from e
-    except ConnectionError as e:
-        raise MirrorError(f"connection lost ({e})", retry=True) from e
+    except (ConnectionError, http.client.IncompleteRead) as e:
+        raise MirrorError(f"connection lost mid-transfer ({e!r})", retry=True) from e
+    except http.client.HTTPException as e:
+        raise MirrorError(f"bad HTTP response ({e!r})") from e
 
 
 def fetch_with_retries(
     url: str, file: RemoteFile, dest: Path, timeout: float, attempts: int
 ) -> None:
     """`fetch`, retried with a short backoff when the failure looks transient."""
+    if attempts < 1:
+        raise ValueError(f"data.attempts={attempts} must be at least 1")
     for attempt in range(1, attempts + 1):
         try:
             return fetch(url, file, dest, timeout)

@@ -26,10 +26,10 @@ def choose(table: dict, value: str, knob: str):
     return table[value]
 
 
-def padding_amount(padding: str, kernel_size: int) -> int:
+def padding_amount(padding: str, kernel_size: int, knob: str = "padding") -> int:
     """The tutorial's padding modes: SAME keeps the size (stride 1), VALID adds none, FULL k-1."""
     amounts = {"same": (kernel_size - 1) // 2, "valid": 0, "full": kernel_size - 1}
-    return choose(amounts, padding, "padding")
+    return choose(amounts, padding, knob)
 
 
 def conv_output_size(size: int, kernel_size: int, padding: int, stride: int) -> int:
@@ -87,7 +87,7 @@ class ConvNet(nn.Sequential):
         size, in_ch = IMAGE_SIZE, 1
         for i, out_ch in enumerate(channels):
             knob, mode = ("first_padding", first_padding) if i == 0 else ("padding", padding)
-            pad = padding_amount(mode, kernel_size)
+            pad = padding_amount(mode, kernel_size, knob)
             size = conv_output_size(size, kernel_size, pad, stride) // pool_size
             if size < 1:
                 raise ValueError(

@@ -1,0 +1,81 @@
+"""Normalised tensors and the batch iterator that replaces a DataLoader."""
+
+import math
+
+import pytest
+import torch
+
+from mnist_pipeline.tensors import TensorBatches, normalise
+
+N, BS = 23, 5
+
+
+def data(n=N):
+    """Images whose single pixel equals their label, so pairing can be checked after shuffling."""
+    labels = torch.arange(n)
+    return labels.float().reshape(n, 1).clone(), labels
+
+
+def passes(batches, count=1):
+    return [list(batches) for _ in range(count)]
+
+
+def order(one_pass):
+    return torch.cat([labels for _, labels in one_pass]).tolist()
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_every_example_once_per_pass(shuffle):
+    images, labels = data()
+    batches = TensorBatches(images, labels, BS, shuffle=shuffle, seed=1)
+    assert len(batches) == math.ceil(N / BS) == 5
+    for one_pass in passes(batches, 3):
+        assert len(one_pass) == len(batches)
+        assert [len(y) for _, y in one_pass] == [5, 5, 5, 5, 3]
+        assert sorted(order(one_pass)) == list(range(N))
+        for x, y in one_pass:
+            assert torch.equal(x.reshape(-1), y.float())  # images stay with their labels
+
+
+def test_exact_multiple_has_no_empty_batch():
+    images, labels = data(20)
+    batches = TensorBatches(images, labels, 5, shuffle=True)
+    assert len(batches) == 4
+    assert [len(y) for _, y in batches] == [5] * 4
+
+
+def test_unshuffled_order_is_preserved():
+    images, labels = data()
+    first, second = passes(TensorBatches(images, labels, BS), 2)
+    assert order(first) == order(second) == list(range(N))
+
+
+def test_shuffle_differs_between_passes():
+    images, labels = data(100)
+    first, second = passes(TensorBatches(images, labels, 10, shuffle=True, seed=0), 2)
+    assert order(first) != order(second)
+    assert order(first) != list(range(100))
+
+
+def test_shuffle_is_reproducible_per_seed():
+    images, labels = data(100)
+    a = passes(TensorBatches(images, labels, 10, shuffle=True, seed=3), 2)
+    b = passes(TensorBatches(images, labels, 10, shuffle=True, seed=3), 2)
+    c = passes(TensorBatches(images, labels, 10, shuffle=True, seed=4), 2)
+    assert [order(p) for p in a] == [order(p) for p in b]
+    assert [order(p) for p in a] != [order(p) for p in c]
+
+
+def test_normalise():
+    images = torch.tensor([[[0, 255], [51, 102]]], dtype=torch.uint8)
+    out = normalise(images, mean=0.2, std=0.5)
+    assert out.dtype == torch.float32
+    assert out.shape == (1, 1, 2, 2)
+    torch.testing.assert_close(out, torch.tensor([[[[-0.4, 1.6], [0.0, 0.4]]]]))
+    assert images.dtype == torch.uint8 and images[0, 0, 1] == 255
+
+
+def test_normalise_batch_shape():
+    out = normalise(torch.zeros(7, 28, 28, dtype=torch.uint8), 0.1307, 0.3081)
+    assert out.shape == (7, 1, 28, 28)
+    torch.testing.assert_close(out, torch.full_like(out, -0.1307 / 0.3081))
