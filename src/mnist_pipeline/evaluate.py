@@ -36,9 +36,8 @@ def main() -> None:
         result["confusion"], REPORTS / "confusion.png", f"test accuracy {result['acc']:.2%}"
     )
 
-    with tracking.resume_run(cfg):
+    with tracking.resume_run(cfg):  # the model itself was logged by train
         tracking.log_test_results(headline, result["per_class"], REPORTS)
-        tracking.log_model(model, norm, test.images[:5].astype("float32"))
 
 
 if __name__ == "__main__":

@@ -18,8 +18,10 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+import mnist_pipeline
 from mnist_pipeline.atomic import write_json
 from mnist_pipeline.config import flatten, to_yaml
+from mnist_pipeline.models import Standardise
 
 RUN_FILE = Path("models/mlflow_run.json")
 DEFAULT_STORE = "mlflow.db"
@@ -74,19 +76,16 @@ def log_test_results(headline: dict[str, float], per_class: dict, reports_dir: P
         mlflow.log_artifact(str(reports_dir / name))
 
 
-def log_model(model: nn.Module, normalisation: dict[str, float], example: np.ndarray) -> None:
+def log_model(model: nn.Module, stats: dict[str, float], example: np.ndarray) -> None:
     """Log the network behind a `Standardise` layer: it takes raw 28x28 pixels, returns logits.
 
     The package's code travels with the model, so `mlflow.pyfunc.load_model` works without it
     installed.
     """
-    import mlflow.pytorch
+    import mlflow.pytorch  # here, not at the top: it imports Lightning, which evaluate avoids
     from mlflow.models import infer_signature
 
-    import mnist_pipeline
-    from mnist_pipeline.models import Standardise
-
-    served = nn.Sequential(Standardise(**normalisation), model).eval()
+    served = nn.Sequential(Standardise(stats["mean"], stats["std"]), model).eval()
     with torch.inference_mode():
         output = served(torch.from_numpy(example)).numpy()
     mlflow.pytorch.log_model(

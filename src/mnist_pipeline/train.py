@@ -31,8 +31,11 @@ def train(cfg: DictConfig, data_dir: Path = PROCESSED_DIR, model_file: Path = MO
             cfg.trainer, callbacks=[MLflowEpochMetrics()], logger=False, enable_checkpointing=False
         )
         trainer.fit(module, datamodule=datamodule)
+        stats = dataset.load_stats(data_dir)
         model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
-        checkpoint.save(model_file, module.model, model_cfg, dataset.load_stats(data_dir))
+        checkpoint.save(model_file, module.model, model_cfg, stats)
+        example = dataset.load(data_dir, "val").images[:5].astype("float32")
+        tracking.log_model(module.model, stats, example)
 
 
 def main() -> None:
