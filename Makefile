@@ -32,8 +32,9 @@ lint: install ## Check style with ruff
 	ruff check src tests
 	ruff format --check src tests
 
-ui: install ## MLflow UI on http://127.0.0.1:$(PORT) over the project's tracking store
-	mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port $(PORT)
+ui: install ## MLflow UI on 127.0.0.1 (PORT=5000) over the project's tracking store
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false mlflow ui --workers 1 \
+		--backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port $(PORT)
 
 clean: ## Remove pipeline outputs and caches (keeps .venv and mlflow.db)
 	rm -rf data/raw data/processed models/model.pt reports/confusion.png .pytest_cache .ruff_cache

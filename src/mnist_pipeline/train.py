@@ -21,12 +21,14 @@ MODEL_FILE = Path("models/model.pt")
 
 def train(cfg: DictConfig, data_dir: Path = PROCESSED_DIR, model_file: Path = MODEL_FILE) -> None:
     """Fit `cfg.model` inside a new MLflow run and save the weights with what rebuilds them."""
-    pl.seed_everything(cfg.seed, verbose=False)
-    datamodule = MNISTDataModule(data_dir, cfg.data.batch_size, cfg.data.eval_batch_size, cfg.seed)
-    module = Classifier(
-        instantiate(cfg.model), instantiate(cfg.optimizer), instantiate(cfg.scheduler)
-    )
-    with tracking.new_run(cfg):
+    with tracking.new_run(cfg):  # before seeding: MLflow draws the run's random name from `random`
+        pl.seed_everything(cfg.seed, verbose=False)
+        datamodule = MNISTDataModule(
+            data_dir, cfg.data.batch_size, cfg.data.eval_batch_size, cfg.seed
+        )
+        module = Classifier(
+            instantiate(cfg.model), instantiate(cfg.optimizer), instantiate(cfg.scheduler)
+        )
         trainer: pl.Trainer = instantiate(
             cfg.trainer, callbacks=[MLflowEpochMetrics()], logger=False, enable_checkpointing=False
         )
