@@ -6,7 +6,15 @@ import pytest
 import torch
 from torch import nn
 
-from mnist_pipeline.models import MLP, ConvNet, Standardise, conv_output_size, padding_amount
+from mnist_pipeline.models import (
+    MLP,
+    ConvNet,
+    RandomShift,
+    Standardise,
+    complexity,
+    conv_output_size,
+    padding_amount,
+)
 
 
 def n_params(model):
@@ -18,7 +26,7 @@ def n_params(model):
     list(itertools.product(["same", "valid", "full"], ["max", "avg"], ["relu", "tanh"])),
 )
 def test_convnet_output_shape(padding, pool, activation):
-    model = ConvNet(first_padding=padding, padding=padding, pool=pool, activation=activation)
+    model = ConvNet(padding=padding, pool=pool, activation=activation)
     assert model(torch.randn(3, 1, 28, 28)).shape == (3, 10)
 
 
@@ -28,7 +36,7 @@ def test_convnet_output_shape(padding, pool, activation):
 def test_feature_map_arithmetic(padding, amount, size):
     assert padding_amount(padding, 5) == amount
     assert conv_output_size(28, 5, amount, 1) == size
-    conv = ConvNet(channels=(4,), first_padding=padding)[0]
+    conv = ConvNet(channels=(4,), padding=padding)[0]
     assert isinstance(conv, nn.Conv2d)
     assert conv.padding == (amount, amount)
     assert conv(torch.zeros(1, 1, 28, 28)).shape == (1, 4, size, size)
@@ -56,13 +64,13 @@ def test_lenet5_parameter_count():
 
 def test_too_many_valid_stages_names_the_knob():
     with pytest.raises(ValueError, match=r"model\.padding='valid'.*convolution 3"):
-        ConvNet(channels=(6, 16, 32, 64))
+        ConvNet(channels=(6, 16, 32, 64), padding="valid")
 
 
 def test_huge_stride_names_the_knob():
     with pytest.raises(ValueError, match=r"model\.stride=100") as info:
         ConvNet(stride=100)
-    assert "model.first_padding='same'" in str(info.value)
+    assert "model.padding='same'" in str(info.value)
     assert "convolution 1" in str(info.value)
 
 
@@ -93,9 +101,55 @@ def test_mlp_unknown_activation():
         MLP(activation="swish")
 
 
-def test_unknown_first_padding_names_first_padding():
-    with pytest.raises(ValueError, match=r"model\.first_padding='bogus'"):
-        ConvNet(first_padding="bogus")
+def test_per_layer_lists_must_match_the_convolutions():
+    with pytest.raises(ValueError, match=r"model\.padding lists 3 values for 2 convolutions"):
+        ConvNet(padding=["same", "same", "valid"])
+    with pytest.raises(ValueError, match=r"model\.pool_size lists 1 values for 2 convolutions"):
+        ConvNet(pool_size=[2])
+
+
+def test_padding_modes_change_lenet5_size():
+    """The tutorial's knob, seen in the weights: VALID shrinks the maps and the head, FULL grows."""
+    sizes = {mode: n_params(ConvNet(padding=mode)) for mode in ("valid", "same", "full")}
+    assert sizes["valid"] < n_params(ConvNet()) < sizes["same"] < sizes["full"]
+    assert complexity(ConvNet(padding="valid"))["macs"] < complexity(ConvNet())["macs"]
+
+
+def test_pool_size_one_means_no_pooling():
+    model = ConvNet(
+        channels=(32, 64), kernel_size=3, padding="valid", pool_size=[1, 2], hidden=[128]
+    )
+    assert sum(isinstance(m, nn.MaxPool2d) for m in model) == 1
+    assert next(m for m in model if isinstance(m, nn.Linear)).in_features == 64 * 12 * 12
+
+
+def test_complexity_counts_weights_and_multiply_accumulates():
+    lenet = complexity(ConvNet())
+    assert lenet["params"] == 61_706
+    # conv1 6x28x28 outputs x 25, conv2 16x10x10 x 150, fc 400x120 + 120x84 + 84x10
+    assert lenet["macs"] == 6 * 28 * 28 * 25 + 16 * 10 * 10 * 150 + 400 * 120 + 120 * 84 + 84 * 10
+    mlp = complexity(MLP(hidden=(256, 128)))
+    assert mlp["params"] > lenet["params"] and mlp["macs"] == 784 * 256 + 256 * 128 + 128 * 10
+
+
+def test_batch_norm_and_augmentation_layers():
+    model = ConvNet(batch_norm=True, augment_shift=2)
+    assert isinstance(model[0], RandomShift)
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in model) == 2
+    assert all(m.bias is None for m in model if isinstance(m, nn.Conv2d))
+
+
+def test_random_shift_moves_training_images_and_leaves_eval_alone():
+    torch.manual_seed(0)
+    x = torch.rand(64, 1, 28, 28) + 1  # strictly positive: zero fill shows where it moved
+    shift = RandomShift(2)
+    shifted = shift(x)
+    assert shifted.shape == x.shape
+    assert not torch.equal(shifted, x)
+    assert (shifted == 0).any()  # edges filled with zeros
+    # every output image is its input translated: its pixel multiset is a subset of the input's
+    assert torch.isin(shifted[0][shifted[0] != 0], x[0]).all()
+    assert torch.equal(shift.eval()(x), x)
 
 
 def test_mlp_shape_and_size():

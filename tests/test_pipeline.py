@@ -116,8 +116,9 @@ def test_repro_runs_all_stages_and_tracks_one_run(repo: tuple[Path, dict[str, st
         "val_acc",
     } <= run_.data.metrics.keys()
     client = mlflow.MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
-    history = client.get_metric_history(run_.info.run_id, "val_acc")
-    assert [m.step for m in history] == [0, 1, 2, 3]  # one point per epoch, stepped by epoch
+    for name in ("train_loss", "val_loss", "val_acc"):  # one point per epoch, stepped by epoch
+        history = client.get_metric_history(run_.info.run_id, name)
+        assert [m.step for m in history] == [0, 1, 2, 3], name
     artifacts = {a.path for a in client.list_artifacts(run_.info.run_id)}
     assert {"config.yaml", "confusion.png", "metrics.json"} <= artifacts
     (model,) = client.search_logged_models([run_.info.experiment_id])

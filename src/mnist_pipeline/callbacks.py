@@ -14,7 +14,7 @@ class MLflowEpochMetrics(pl.Callback):
     """
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.sanity_checking:
+        if trainer.sanity_checking or not trainer.is_global_zero:
             return
         metrics = {name: float(value) for name, value in trainer.callback_metrics.items()}
         mlflow.log_metrics(metrics, step=trainer.current_epoch)

@@ -1,4 +1,9 @@
-"""The Lightning data module: processed splits held in memory, served as sliced batches."""
+"""The Lightning data module: processed splits held in memory, served as sliced batches.
+
+On a GPU the whole dataset moves to the device once (MNIST is 180 MB as float32), so batches are
+sliced there and no step waits for a host-to-device copy. Under DDP each process takes its own
+shard of every epoch's shuffle.
+"""
 
 from __future__ import annotations
 
@@ -20,11 +25,23 @@ class MNISTDataModule(pl.LightningDataModule):
 
     def setup(self, stage: str) -> None:
         stats = dataset.load_stats(self.data_dir)
+        device = self.trainer.strategy.root_device if self.trainer else None
         names = ("train", "val") if stage == "fit" else (stage,)
-        self.splits = {name: load_split(self.data_dir, name, stats) for name in names}
+        self.splits = {
+            name: tuple(t.to(device) for t in load_split(self.data_dir, name, stats))
+            for name in names
+        }
+
+    def _batches(self, name: str, batch_size: int, shuffle: bool) -> TensorBatches:
+        rank, world = (
+            (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+        )
+        return TensorBatches(
+            *self.splits[name], batch_size, shuffle=shuffle, seed=self.seed, rank=rank, world=world
+        )
 
     def train_dataloader(self) -> TensorBatches:
-        return TensorBatches(*self.splits["train"], self.batch_size, shuffle=True, seed=self.seed)
+        return self._batches("train", self.batch_size, shuffle=True)
 
     def val_dataloader(self) -> TensorBatches:
-        return TensorBatches(*self.splits["val"], self.eval_batch_size)
+        return self._batches("val", self.eval_batch_size, shuffle=False)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import mlflow
 import torch
 
 from mnist_pipeline import checkpoint, dataset, evaluation, tracking
 from mnist_pipeline.atomic import write_json, write_text
 from mnist_pipeline.cli import run_stage
 from mnist_pipeline.config import load_params
+from mnist_pipeline.models import complexity
 from mnist_pipeline.tensors import normalise
 
 PROCESSED_DIR = Path("data/processed")
@@ -26,7 +28,8 @@ def main() -> None:
     result = evaluation.report(logits, torch.from_numpy(test.labels))
 
     headline = {k: result[k] for k in evaluation.HEADLINE}
-    write_json(REPORTS / "metrics.json", {"test": headline})
+    size = complexity(model)  # parameters and multiply-accumulates per image
+    write_json(REPORTS / "metrics.json", {"test": headline, "model": size})
     write_json(REPORTS / "per_class.json", result["per_class"])
     pairs = zip(test.labels, result["predictions"], strict=True)
     write_text(
@@ -38,6 +41,7 @@ def main() -> None:
 
     with tracking.resume_run(cfg):  # the model itself was logged by train
         tracking.log_test_results(headline, result["per_class"], REPORTS)
+        mlflow.log_metrics({f"model_{name}": value for name, value in size.items()})
 
 
 if __name__ == "__main__":

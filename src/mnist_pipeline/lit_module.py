@@ -1,7 +1,8 @@
 """The Lightning module: any `nn.Module` classifier trained with cross-entropy.
 
-Metrics are logged per epoch only (`on_step=False`): Lightning then accumulates them on the device
-and reads them back once an epoch, so no step pays for a host sync.
+Metrics are per epoch. The training loss is summed on the device and handed to `self.log` once, on
+the epoch's last batch: each `self.log` call costs about 1 ms of Lightning bookkeeping, as much as
+a LeNet-5 convolution, and no step should pay for a host sync.
 """
 
 from __future__ import annotations
@@ -30,10 +31,16 @@ class Classifier(pl.LightningModule):
     def forward(self, x: Tensor) -> Tensor:
         return self.model(x)
 
+    def on_train_epoch_start(self) -> None:
+        self.loss_sum, self.seen = torch.zeros((), device=self.device), 0
+
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         x, y = batch
         loss = F.cross_entropy(self(x), y)
-        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=len(y))
+        self.loss_sum += loss.detach() * len(y)
+        self.seen += len(y)
+        if batch_idx == self.trainer.num_training_batches - 1:
+            self.log("train_loss", self.loss_sum / self.seen, on_step=False, on_epoch=True)
         return loss
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:

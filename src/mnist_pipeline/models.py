@@ -2,13 +2,17 @@
 
 Each class is built from the tutorial's knobs and checks them when constructed, so a bad
 combination fails at config time with a message naming the knob, not inside a forward pass.
-Input is a batch of normalised images shaped (N, 1, 28, 28); output is (N, 10) logits.
+Input is a batch of normalised images shaped (N, 1, 28, 28); output is (N, 10) logits (softmax
+lives in the cross-entropy loss).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TypeVar
 
+import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mnist_pipeline.tensors import normalise
@@ -18,12 +22,23 @@ NUM_CLASSES = 10
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU}
 POOLS: dict[str, type[nn.Module]] = {"max": nn.MaxPool2d, "avg": nn.AvgPool2d}
+T = TypeVar("T")
 
 
-def choose(table: dict, value: str, knob: str):
+def choose(table: dict[str, T], value: str, knob: str) -> T:
     if value not in table:
         raise ValueError(f"model.{knob}={value!r} is not one of {sorted(table)}")
     return table[value]
+
+
+def per_layer(value: T | Sequence[T], layers: int, knob: str) -> list[T]:
+    """One setting for every convolution, or a list with one per convolution."""
+    if isinstance(value, str | int | float):
+        return [value] * layers  # type: ignore[list-item]
+    values = list(value)
+    if len(values) != layers:
+        raise ValueError(f"model.{knob} lists {len(values)} values for {layers} convolutions")
+    return values
 
 
 def padding_amount(padding: str, kernel_size: int, knob: str = "padding") -> int:
@@ -39,7 +54,7 @@ def conv_output_size(size: int, kernel_size: int, padding: int, stride: int) -> 
 def head(
     in_features: int, hidden: Sequence[int], activation: str, dropout: float
 ) -> list[nn.Module]:
-    """Fully connected layers ending in the 10 class logits (softmax lives in the loss)."""
+    """Fully connected layers ending in the 10 class logits."""
     act = choose(ACTIVATIONS, activation, "activation")
     layers: list[nn.Module] = [nn.Flatten()]
     for width in hidden:
@@ -48,6 +63,29 @@ def head(
             layers.append(nn.Dropout(dropout))
         in_features = width
     return [*layers, nn.Linear(in_features, NUM_CLASSES)]
+
+
+class RandomShift(nn.Module):
+    """Training-time augmentation: shift each image by up to `pixels` in x and y (zero fill).
+
+    Part of the network so it runs wherever the batch is (GPU included) and vanishes in `eval()`.
+    """
+
+    def __init__(self, pixels: int) -> None:
+        super().__init__()
+        self.pixels = pixels
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or not self.pixels:
+            return x
+        n, c, h, w = x.shape
+        p = self.pixels
+        padded = F.pad(x, (p, p, p, p))
+        dy, dx = torch.randint(0, 2 * p + 1, (2, n, 1, 1), device=x.device)
+        rows = (torch.arange(h, device=x.device).view(1, h, 1) + dy).expand(n, h, w)
+        cols = (torch.arange(w, device=x.device).view(1, 1, w) + dx).expand(n, h, w)
+        flat = (rows * (w + 2 * p) + cols).view(n, 1, h * w).expand(n, c, h * w)
+        return padded.flatten(2).gather(2, flat).view_as(x)
 
 
 class MLP(nn.Sequential):
@@ -60,46 +98,52 @@ class MLP(nn.Sequential):
 
 
 class ConvNet(nn.Sequential):
-    """Conv → activation → pool stages, then a fully connected head.
+    """Convolution stages (conv → [batch norm] → [pool] → activation), then a fully connected head.
 
-    LeNet-5 is `channels=(6, 16), kernel_size=5, hidden=(120, 84)`. `padding` applies to every
-    convolution after the first, which uses `first_padding`: LeNet-5 pads its 28x28 input to LeCun's
-    32x32 (SAME) and then convolves VALID.
+    `padding` and `pool_size` take one value for every convolution or a list with one per
+    convolution; `pool_size: 1` means no pooling after that convolution. Pooling comes before the
+    activation, as in LeNet-5's subsampling layers; for max pooling and a monotonic activation
+    this is the same function as the other order, on a quarter of the values.
     """
 
     def __init__(
         self,
         channels: Sequence[int] = (6, 16),
         kernel_size: int = 5,
-        first_padding: str = "same",
-        padding: str = "valid",
+        padding: str | Sequence[str] = ("same", "valid"),
         stride: int = 1,
         pool: str = "max",
-        pool_size: int = 2,
+        pool_size: int | Sequence[int] = 2,
         activation: str = "relu",
+        batch_norm: bool = False,
         hidden: Sequence[int] = (120, 84),
         dropout: float = 0.0,
+        augment_shift: int = 0,
     ) -> None:
         if stride < 1:
             raise ValueError(f"model.stride={stride} must be at least 1")
         act, pool_cls = choose(ACTIVATIONS, activation, "activation"), choose(POOLS, pool, "pool")
-        layers: list[nn.Module] = []
+        paddings = per_layer(padding, len(channels), "padding")
+        pool_sizes = per_layer(pool_size, len(channels), "pool_size")
+        layers: list[nn.Module] = [RandomShift(augment_shift)] if augment_shift else []
         size, in_ch = IMAGE_SIZE, 1
-        for i, out_ch in enumerate(channels):
-            knob, mode = ("first_padding", first_padding) if i == 0 else ("padding", padding)
-            pad = padding_amount(mode, kernel_size, knob)
-            size = conv_output_size(size, kernel_size, pad, stride) // pool_size
+        for i, (out_ch, mode, pool_k) in enumerate(
+            zip(channels, paddings, pool_sizes, strict=True)
+        ):
+            pad = padding_amount(mode, kernel_size)
+            size = conv_output_size(size, kernel_size, pad, stride) // pool_k
             if size < 1:
                 raise ValueError(
-                    f"model.{knob}={mode!r} with model.kernel_size={kernel_size}, "
-                    f"model.stride={stride} and model.pool_size={pool_size} shrinks the feature "
-                    f"map below 1x1 at convolution {i + 1}"
+                    f"model.padding={mode!r} with model.kernel_size={kernel_size}, "
+                    f"model.stride={stride} and model.pool_size={pool_k} shrinks the feature "
+                    f"map below 1x1 at convolution {i + 1} of {len(channels)}"
                 )
-            layers += [
-                nn.Conv2d(in_ch, out_ch, kernel_size, stride, pad),
-                act(),
-                pool_cls(pool_size),
-            ]
+            layers.append(nn.Conv2d(in_ch, out_ch, kernel_size, stride, pad, bias=not batch_norm))
+            if batch_norm:
+                layers.append(nn.BatchNorm2d(out_ch))
+            if pool_k > 1:
+                layers.append(pool_cls(pool_k))
+            layers.append(act())
             in_ch = out_ch
         super().__init__(*layers, *head(in_ch * size * size, hidden, activation, dropout))
 
@@ -116,3 +160,33 @@ class Standardise(nn.Module):
 
     def forward(self, pixels: Tensor) -> Tensor:
         return normalise(pixels.reshape(-1, IMAGE_SIZE, IMAGE_SIZE), self.mean, self.std)
+
+
+def complexity(model: nn.Module) -> dict[str, int]:
+    """Trainable parameters and multiply-accumulates for one 28x28 image.
+
+    The tutorial's point in two numbers: convolution shares weights, so LeNet-5 has fewer
+    parameters than a small MLP yet does more arithmetic per image.
+    """
+    macs = 0
+
+    def count(module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> None:
+        nonlocal macs
+        if isinstance(module, nn.Conv2d):
+            kh, kw = module.kernel_size
+            macs += output.numel() * module.in_channels // module.groups * kh * kw
+        elif isinstance(module, nn.Linear):
+            macs += module.in_features * module.out_features
+
+    hooks = [m.register_forward_hook(count) for m in model.modules()]
+    was_training = model.training
+    try:
+        with torch.no_grad():
+            device = next(model.parameters()).device
+            model.eval()(torch.zeros(1, 1, IMAGE_SIZE, IMAGE_SIZE, device=device))
+    finally:
+        model.train(was_training)
+        for hook in hooks:
+            hook.remove()
+    params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return {"params": params, "macs": macs}

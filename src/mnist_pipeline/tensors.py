@@ -27,10 +27,21 @@ def load_split(data_dir: Path, name: str, stats: dict) -> tuple[Tensor, Tensor]:
 
 
 class TensorBatches:
-    """An iterable of (images, labels) batches; a fresh seeded shuffle each pass when asked."""
+    """An iterable of (images, labels) batches, sliced on whatever device the tensors live on.
+
+    With `shuffle`, each pass draws a fresh seeded permutation; with `world > 1`, this process
+    takes every `world`-th example of it starting at `rank`, as a `DistributedSampler` would.
+    """
 
     def __init__(
-        self, images: Tensor, labels: Tensor, batch_size: int, shuffle: bool = False, seed: int = 0
+        self,
+        images: Tensor,
+        labels: Tensor,
+        batch_size: int,
+        shuffle: bool = False,
+        seed: int = 0,
+        rank: int = 0,
+        world: int = 1,
     ) -> None:
         self.images, self.labels, self.batch_size, self.shuffle = (
             images,
@@ -38,19 +49,21 @@ class TensorBatches:
             batch_size,
             shuffle,
         )
+        self.rank, self.world = rank, world
         self.generator = torch.Generator().manual_seed(seed)
 
     def __len__(self) -> int:
-        return -(-len(self.labels) // self.batch_size)
+        return -(-len(range(self.rank, len(self.labels), self.world)) // self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         n = len(self.labels)
-        if not self.shuffle:
+        if not self.shuffle and self.world == 1:
             for start in range(0, n, self.batch_size):
                 end = start + self.batch_size
                 yield self.images[start:end], self.labels[start:end]
             return
-        order = torch.randperm(n, generator=self.generator).to(self.labels.device)
-        for start in range(0, n, self.batch_size):
+        order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
+        order = order[self.rank :: self.world].to(self.labels.device)
+        for start in range(0, len(order), self.batch_size):
             index = order[start : start + self.batch_size]
             yield self.images[index], self.labels[index]

@@ -46,8 +46,14 @@ def _connect(tracking: DictConfig) -> None:
 
 
 @contextmanager
-def new_run(cfg: DictConfig) -> Iterator[str]:
-    """Open a run holding the config (as params and `config.yaml`); record its id in RUN_FILE."""
+def new_run(cfg: DictConfig) -> Iterator[str | None]:
+    """Open a run holding the config (as params and `config.yaml`); record its id in RUN_FILE.
+
+    DDP's extra processes (Lightning starts them with LOCAL_RANK set) track nothing.
+    """
+    if os.environ.get("LOCAL_RANK", "0") != "0":
+        yield None
+        return
     _connect(cfg.tracking)
     with mlflow.start_run(run_name=os.environ.get("DVC_EXP_NAME")) as run:
         params = flatten(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
