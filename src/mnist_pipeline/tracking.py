@@ -6,6 +6,7 @@ Only the resolved project config is logged as params, never the process environm
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Iterator
@@ -27,8 +28,17 @@ RUN_FILE = Path("models/mlflow_run.json")
 DEFAULT_STORE = "mlflow.db"
 
 
+def project_root() -> Path:
+    """The repository whose `mlflow.db` is the default store.
+
+    DVC sets DVC_ROOT for every stage; for queued experiments, which run in a temporary copy
+    under .dvc/tmp/exps, it points at the original repository, so their runs land beside the rest.
+    """
+    return Path(os.environ.get("DVC_ROOT") or Path.cwd())
+
+
 def tracking_uri(configured: str | None = None) -> str:
-    """`tracking.uri` if set, else $MLFLOW_TRACKING_URI, else SQLite `mlflow.db` in the cwd.
+    """`tracking.uri` if set, else $MLFLOW_TRACKING_URI, else SQLite `mlflow.db` in the repo root.
 
     The default is spelled out because MLflow's own fallback switches to a `./mlruns` file
     store when one exists, which MLflow 3 then refuses.
@@ -36,12 +46,18 @@ def tracking_uri(configured: str | None = None) -> str:
     return (
         configured
         or os.environ.get("MLFLOW_TRACKING_URI")
-        or f"sqlite:///{Path.cwd() / DEFAULT_STORE}"
+        or f"sqlite:///{project_root() / DEFAULT_STORE}"
     )
 
 
 def _connect(tracking: DictConfig) -> None:
-    mlflow.set_tracking_uri(tracking_uri(tracking.uri))
+    uri = tracking_uri(tracking.uri)
+    mlflow.set_tracking_uri(uri)
+    if uri.startswith("sqlite:///") and mlflow.get_experiment_by_name(tracking.experiment) is None:
+        # Artifacts beside the database, wherever the first run happens to execute.
+        artifacts = Path(uri.removeprefix("sqlite:///")).parent / "mlruns"
+        with contextlib.suppress(mlflow.exceptions.MlflowException):  # a concurrent run made it
+            mlflow.create_experiment(tracking.experiment, artifact_location=artifacts.as_uri())
     mlflow.set_experiment(tracking.experiment)
 
 
