@@ -27,7 +27,7 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def http_mirror(synthetic_mirror: Path) -> Iterator[str]:
     """A real HTTP server on 127.0.0.1 serving the synthetic mirror; yields its base URL."""
     handler = functools.partial(_QuietHandler, directory=str(synthetic_mirror))

@@ -1,7 +1,8 @@
-"""The real pipeline, end to end: `dvc repro` and `dvc exp run` in a temporary copy of the repo.
+"""The real pipeline, end to end, in temporary copies of the repo: `dvc repro`, `dvc exp run`, a
+queued grid, a Hydra sweep, and a real `mlflow server`.
 
-Synthetic MNIST-shaped data is served over HTTP on 127.0.0.1; DVC, Lightning and MLflow all run
-for real, and the MLflow SQLite store is read back afterwards.
+Synthetic MNIST-shaped data is served over HTTP on 127.0.0.1; DVC, Hydra, Lightning and MLflow all
+run for real, and the MLflow store is read back afterwards.
 """
 
 from __future__ import annotations
@@ -9,24 +10,34 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pytest
 import yaml
 
-from synthetic import REPO, checksums, mirror_files
+from synthetic import REPO, checksums, mirror_files, synthetic_digits
 
 pytestmark = pytest.mark.slow
 
 # Appended to the copy's conf/config.yaml: after `_self_`, so these win over the groups, and
 # `dvc exp run -S` composes them too.
 TINY = {
-    "data": {"val_size": 100, "batch_size": 64},
+    "data": {
+        "val_size": 100,
+        "batch_size": 64,
+        "files": {key: {"sha256": digest} for key, digest in checksums(mirror_files()).items()},
+    },
     "trainer": {"max_epochs": 4, "enable_progress_bar": False},
 }
+Repo = tuple[Path, dict[str, str]]
 
 
 def run(cmd: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -41,6 +52,7 @@ def pipeline_env(mirror: str) -> dict[str, str]:
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}",
         "MNIST_MIRROR": mirror,
         "DVC_NO_ANALYTICS": "1",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
         "GIT_AUTHOR_NAME": "test",
         "GIT_AUTHOR_EMAIL": "test@example.com",
         "GIT_COMMITTER_NAME": "test",
@@ -49,8 +61,8 @@ def pipeline_env(mirror: str) -> dict[str, str]:
     return env
 
 
-def copy_repo(dest: Path) -> Path:
-    """The project's files as a fresh clone would have them (tracked + new, never ignored ones)."""
+def make_repo(dest: Path, mirror: str) -> Repo:
+    """A git + DVC repo with the project's files as a clone has them, set up for synthetic data."""
     listed = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
         cwd=REPO,
@@ -59,55 +71,62 @@ def copy_repo(dest: Path) -> Path:
         check=True,
     ).stdout.split("\0")
     for name in filter(None, listed):
-        source = REPO / name
-        if source.is_file():
+        if (REPO / name).is_file():
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, dest / name)
-    return dest
+            shutil.copy2(REPO / name, dest / name)
+    with open(dest / "conf" / "config.yaml", "a") as f:
+        f.write("\n# test settings\n" + yaml.safe_dump(TINY))
+    env = pipeline_env(mirror)
+    run([sys.executable, "-m", "mnist_pipeline.config"], dest, env)
+    run(["git", "init", "-q"], dest, env)
+    commit(dest, env, "baseline")
+    return dest, env
 
 
-@pytest.fixture
-def repo(tmp_path: Path, http_mirror: str) -> tuple[Path, dict[str, str]]:
-    """A git + DVC repo copied from this one, configured for the synthetic data."""
-    root = copy_repo(tmp_path / "repo")
-    tiny = TINY | {
-        "data": TINY["data"]
-        | {"files": {key: {"sha256": digest} for key, digest in checksums(mirror_files()).items()}}
-    }
-    with open(root / "conf" / "config.yaml", "a") as f:
-        f.write("\n# test settings\n" + yaml.safe_dump(tiny))
-    env = pipeline_env(http_mirror)
-    run([sys.executable, "-m", "mnist_pipeline.config"], root, env)
-    run(["git", "init", "-q"], root, env)
+def commit(root: Path, env: dict[str, str], message: str) -> None:
     run(["git", "add", "-A"], root, env)
-    run(["git", "commit", "-qm", "baseline"], root, env)
-    return root, env
+    run(["git", "commit", "-qm", message], root, env)
 
 
-def runs_in_store(root: Path) -> list[mlflow.entities.Run]:
-    client = mlflow.MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+def client_for(root: Path) -> mlflow.MlflowClient:
+    return mlflow.MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+
+
+def runs_in_store(client: mlflow.MlflowClient) -> list[mlflow.entities.Run]:
     experiment = client.get_experiment_by_name("mnist")
     assert experiment is not None, "experiment 'mnist' missing from the store"
     return client.search_runs([experiment.experiment_id], order_by=["start_time ASC"])
 
 
-def test_repro_runs_all_stages_and_tracks_one_run(repo: tuple[Path, dict[str, str]]) -> None:
-    root, env = repo
+@pytest.fixture(scope="module")
+def reproduced(tmp_path_factory: pytest.TempPathFactory, http_mirror: str) -> Repo:
+    """A repo after one `dvc repro` (shared by the read-only tests below)."""
+    root, env = make_repo(tmp_path_factory.mktemp("repro"), http_mirror)
     run(["dvc", "repro"], root, env)
+    return root, env
 
+
+def test_repro_runs_all_stages_and_tracks_one_run(reproduced: Repo) -> None:
+    root, env = reproduced
     metrics = json.loads((root / "reports" / "metrics.json").read_text())
     assert metrics["test"]["acc"] >= 0.9, metrics
+    assert metrics["model"] == {"params": 61_706, "macs": 416_520}
     for out in ("data/raw", "data/processed", "models/model.pt", "reports/confusion.png"):
         assert (root / out).exists(), out
     confusion = (root / "reports" / "confusion.csv").read_text().splitlines()
     assert confusion[0] == "actual,predicted" and len(confusion) == 1 + 200
 
-    (run_,) = runs_in_store(root)
+    client = client_for(root)
+    (run_,) = runs_in_store(client)
+    run_id = run_.info.run_id
     assert run_.info.status == "FINISHED"
-    assert run_.info.run_id == json.loads((root / "models/mlflow_run.json").read_text())["run_id"]
+    assert run_id == json.loads((root / "models/mlflow_run.json").read_text())["run_id"]
+    assert metrics["mlflow"]["run_id"] == run_id
+    assert metrics["mlflow"]["url"].endswith(f"/runs/{run_id}")
     assert run_.data.params["optimizer.lr"] == "0.003"
     assert run_.data.params["model._target_"] == "mnist_pipeline.models.ConvNet"
     assert run_.data.metrics["test_acc"] == pytest.approx(metrics["test"]["acc"])
+    assert run_.data.metrics["model_params"] == 61_706
     assert {
         "test_loss",
         "test_f1_3",
@@ -115,27 +134,57 @@ def test_repro_runs_all_stages_and_tracks_one_run(repo: tuple[Path, dict[str, st
         "val_loss",
         "val_acc",
     } <= run_.data.metrics.keys()
-    client = mlflow.MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
     for name in ("train_loss", "val_loss", "val_acc"):  # one point per epoch, stepped by epoch
-        history = client.get_metric_history(run_.info.run_id, name)
+        history = client.get_metric_history(run_id, name)
         assert [m.step for m in history] == [0, 1, 2, 3], name
-    artifacts = {a.path for a in client.list_artifacts(run_.info.run_id)}
+    artifacts = {a.path for a in client.list_artifacts(run_id)}
     assert {"config.yaml", "confusion.png", "metrics.json"} <= artifacts
-    (model,) = client.search_logged_models([run_.info.experiment_id])
-    assert model.source_run_id == run_.info.run_id
 
     again = run(["dvc", "repro"], root, env)
     assert "Data and pipelines are up to date." in again.stdout
-    assert len(runs_in_store(root)) == 1
+    assert len(runs_in_store(client)) == 1
+
+
+def test_run_carries_tags_and_the_dataset_it_trained_on(reproduced: Repo) -> None:
+    root, _ = reproduced
+    (run_,) = runs_in_store(client_for(root))
+    tags = run_.data.tags
+    assert tags["model"] == "lenet5"
+    assert tags["overrides"] == "(defaults)"
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True)
+    assert tags["git.commit"] == head.stdout.strip()
+    assert tags["git.dirty"] in ("True", "False")
+
+    lock = yaml.safe_load((root / "dvc.lock").read_text())
+    processed = next(
+        o for o in lock["stages"]["preprocess"]["outs"] if o["path"] == "data/processed"
+    )
+    (dataset_input,) = run_.inputs.dataset_inputs
+    assert dataset_input.dataset.digest == processed["md5"].removesuffix(".dir")
+    assert dataset_input.dataset.name == "mnist-processed"
+
+
+def test_model_is_registered_and_the_champion_predicts_digits(reproduced: Repo) -> None:
+    root, _ = reproduced
+    client = client_for(root)
+    (run_,) = runs_in_store(client)
+    champion = client.get_model_version_by_alias("mnist-classifier", "champion")
+    candidate = client.get_model_version_by_alias("mnist-classifier", "candidate")
+    assert champion.version == candidate.version and champion.run_id == run_.info.run_id
+
+    mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
+    model = mlflow.pyfunc.load_model("models:/mnist-classifier@champion")
+    images, labels = synthetic_digits(50, seed=2)  # the synthetic test set's first 50
+    logits = model.predict(images.astype(np.float32))
+    assert (np.argmax(logits, axis=1) == labels).mean() >= 0.9
 
 
 def test_exp_run_with_override_reruns_only_train_and_evaluate(
-    repo: tuple[Path, dict[str, str]],
+    tmp_path: Path, http_mirror: str
 ) -> None:
-    root, env = repo
+    root, env = make_repo(tmp_path, http_mirror)
     run(["dvc", "repro"], root, env)
-    run(["git", "add", "-A"], root, env)
-    run(["git", "commit", "-qm", "pipeline ran"], root, env)
+    commit(root, env, "pipeline ran")
 
     result = run(["dvc", "exp", "run", "-S", "optimizer.lr=0.002"], root, env)
     assert "Stage 'download' didn't change, skipping" in result.stdout
@@ -148,8 +197,128 @@ def test_exp_run_with_override_reruns_only_train_and_evaluate(
     assert experiments, shown
     data = experiments[0]["revs"][0]["data"]
     assert data["params"]["params.yaml"]["data"]["optimizer"]["lr"] == 0.002
-    assert data["metrics"]["reports/metrics.json"]["data"]["test"]["acc"] >= 0.9
+    metrics = data["metrics"]["reports/metrics.json"]["data"]
+    assert metrics["test"]["acc"] >= 0.9
 
-    latest = runs_in_store(root)[-1]
+    client = client_for(root)
+    first, latest = runs_in_store(client)
     assert latest.data.params["optimizer.lr"] == "0.002"
     assert latest.info.run_name == experiments[0]["revs"][0]["name"]
+    assert latest.data.tags["dvc.experiment"] == latest.info.run_name
+    assert latest.data.tags["overrides"] == "optimizer.lr=0.002"
+    assert metrics["mlflow"]["run_id"] == latest.info.run_id  # dvc exp show leads to the run
+
+    # champion moves only to a strictly better model; candidate always to the newest
+    champion = client.get_model_version_by_alias("mnist-classifier", "champion")
+    better = latest.data.metrics["test_acc"] > first.data.metrics["test_acc"]
+    assert champion.run_id == (latest if better else first).info.run_id
+    candidate = client.get_model_version_by_alias("mnist-classifier", "candidate")
+    assert candidate.run_id == latest.info.run_id
+
+
+def test_queued_grid_runs_and_lands_in_the_main_store(tmp_path: Path, http_mirror: str) -> None:
+    root, env = make_repo(tmp_path, http_mirror)
+    run(["dvc", "repro"], root, env)
+    commit(root, env, "pipeline ran")
+
+    run(["dvc", "exp", "run", "--queue", "-S", "optimizer.lr=0.001,0.002"], root, env)
+    run(["dvc", "queue", "start", "-j", "1"], root, env)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        status = run(["dvc", "queue", "status"], root, env).stdout
+        if "Queued" not in status and "Running" not in status:
+            break
+        time.sleep(2)
+    assert status.count("Success") == 2, status
+
+    grid = runs_in_store(client_for(root))[1:]  # after the baseline's run
+    assert sorted(r.data.params["optimizer.lr"] for r in grid) == ["0.001", "0.002"]
+    assert {r.data.tags["grid"] for r in grid} == {"optimizer.lr"}
+    assert len({r.data.tags["dvc.baseline"] for r in grid}) == 1
+    assert all(r.info.status == "FINISHED" and "test_acc" in r.data.metrics for r in grid)
+
+
+def test_hydra_sweep_is_a_parent_run_with_a_child_per_point(
+    tmp_path: Path, http_mirror: str
+) -> None:
+    root, env = make_repo(tmp_path, http_mirror)
+    run(["dvc", "repro", "preprocess"], root, env)
+    sweep = ["optimizer.lr=0.001,0.003", "trainer.max_epochs=2"]
+    run([sys.executable, "-m", "mnist_pipeline.train", "-m", *sweep], root, env)
+
+    runs = runs_in_store(client_for(root))
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(parents) == 1 and len(children) == 2
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parents[0].info.run_id}
+    assert parents[0].info.status == "FINISHED"
+    assert sorted(c.data.params["optimizer.lr"] for c in children) == ["0.001", "0.003"]
+    assert all("test_acc" in c.data.metrics for c in children)
+    # outputs in Hydra's folders, one per point; never in the DVC-tracked ones
+    assert len(list((root / "multirun").glob("*/*/*/model.pt"))) == 2
+    assert not (root / "models" / "model.pt").exists()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def mlflow_server(tmp_path: Path) -> Iterator[str]:
+    """A real `mlflow server` on 127.0.0.1 with a SQLite backend and proxied artifacts."""
+    port = free_port()
+    env = pipeline_env("") | {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    server = subprocess.Popen(
+        [
+            "mlflow",
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            f"sqlite:///{tmp_path / 'server.db'}",
+            "--artifacts-destination",
+            str(tmp_path / "artifacts"),
+        ],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/health", timeout=1)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "mlflow server did not start"
+                time.sleep(0.5)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_pipeline_logs_to_a_tracking_server(
+    tmp_path: Path, http_mirror: str, mlflow_server: str
+) -> None:
+    root, env = make_repo(tmp_path / "repo", http_mirror)
+    run(["dvc", "repro"], root, env | {"MLFLOW_TRACKING_URI": mlflow_server})
+
+    assert not (root / "mlflow.db").exists()  # nothing went to the local default
+    client = mlflow.MlflowClient(mlflow_server)
+    (run_,) = runs_in_store(client)
+    assert run_.info.status == "FINISHED" and "test_acc" in run_.data.metrics
+    artifacts = {a.path for a in client.list_artifacts(run_.info.run_id)}
+    assert {"config.yaml", "confusion.png", "metrics.json"} <= artifacts
+    champion = client.get_model_version_by_alias("mnist-classifier", "champion")
+    assert champion.run_id == run_.info.run_id
+    metrics = json.loads((root / "reports" / "metrics.json").read_text())
+    assert metrics["mlflow"]["url"].startswith(mlflow_server)

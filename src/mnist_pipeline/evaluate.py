@@ -6,6 +6,7 @@ from pathlib import Path
 
 import mlflow
 import torch
+from omegaconf import DictConfig
 
 from mnist_pipeline import checkpoint, dataset, evaluation, tracking
 from mnist_pipeline.atomic import write_json, write_text
@@ -16,32 +17,48 @@ from mnist_pipeline.tensors import normalise
 
 PROCESSED_DIR = Path("data/processed")
 MODEL_FILE = Path("models/model.pt")
+RUN_FILE = Path("models/mlflow_run.json")
 REPORTS = Path("reports")
 
 
-def main() -> None:
-    cfg = load_params()
-    model, norm = checkpoint.load(MODEL_FILE)
-    test = dataset.load(PROCESSED_DIR, "test")
+def evaluate(
+    cfg: DictConfig,
+    model_file: Path = MODEL_FILE,
+    reports: Path = REPORTS,
+    run_file: Path = RUN_FILE,
+    data_dir: Path = PROCESSED_DIR,
+) -> float:
+    """Write the test reports, log them to the training run, promote the model if it is the best."""
+    model, norm = checkpoint.load(model_file)
+    test = dataset.load(data_dir, "test")
     images = normalise(torch.from_numpy(test.images), norm["mean"], norm["std"])
     logits = evaluation.predict(model, images, cfg.data.eval_batch_size)
     result = evaluation.report(logits, torch.from_numpy(test.labels))
-
     headline = {k: result[k] for k in evaluation.HEADLINE}
     size = complexity(model)  # parameters and multiply-accumulates per image
-    write_json(REPORTS / "metrics.json", {"test": headline, "model": size})
-    write_json(REPORTS / "per_class.json", result["per_class"])
-    pairs = zip(test.labels, result["predictions"], strict=True)
-    write_text(
-        REPORTS / "confusion.csv", "actual,predicted\n" + "".join(f"{a},{p}\n" for a, p in pairs)
-    )
-    evaluation.plot_confusion(
-        result["confusion"], REPORTS / "confusion.png", f"test accuracy {result['acc']:.2%}"
-    )
 
-    with tracking.resume_run(cfg):  # the model itself was logged by train
-        tracking.log_test_results(headline, result["per_class"], REPORTS)
+    with tracking.resume_run(cfg, run_file) as run_id:
+        write_json(
+            reports / "metrics.json",
+            {"test": headline, "model": size, "mlflow": tracking.run_link(run_id)},
+        )
+        write_json(reports / "per_class.json", result["per_class"])
+        pairs = zip(test.labels, result["predictions"], strict=True)
+        write_text(
+            reports / "confusion.csv",
+            "actual,predicted\n" + "".join(f"{a},{p}\n" for a, p in pairs),
+        )
+        evaluation.plot_confusion(
+            result["confusion"], reports / "confusion.png", f"test accuracy {result['acc']:.2%}"
+        )
+        tracking.log_test_results(headline, result["per_class"], reports)
         mlflow.log_metrics({f"model_{name}": value for name, value in size.items()})
+        tracking.promote_if_better(run_id, result["acc"])
+    return result["acc"]
+
+
+def main() -> None:
+    evaluate(load_params())
 
 
 if __name__ == "__main__":

@@ -1,14 +1,17 @@
 """MLflow tracking: one run per pipeline execution, opened by train and continued by evaluate.
 
-The run id travels between the two stages in `models/mlflow_run.json`, a DVC output of train.
+The run id travels between the two stages in a small JSON file (`models/mlflow_run.json` for the
+DVC pipeline), an output of train.
 Only the resolved project config is logged as params, never the process environment.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
+import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,16 +19,19 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import torch
+import yaml
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 import mnist_pipeline
 from mnist_pipeline.atomic import write_json
-from mnist_pipeline.config import flatten, to_yaml
+from mnist_pipeline.config import describe, flatten, to_yaml
 from mnist_pipeline.models import Standardise
 
-RUN_FILE = Path("models/mlflow_run.json")
 DEFAULT_STORE = "mlflow.db"
+REGISTERED_MODEL = "mnist-classifier"
+PARENT_ENV = "MNIST_SWEEP_PARENT_RUN"  # set by sweep.MLflowParentRun for a sweep's jobs
+UI = "http://127.0.0.1:5000"  # `make ui`, for links to runs in the local store
 
 
 def project_root() -> Path:
@@ -50,7 +56,8 @@ def tracking_uri(configured: str | None = None) -> str:
     )
 
 
-def _connect(tracking: DictConfig) -> None:
+def connect(tracking: DictConfig) -> None:
+    """Point MLflow at the configured store and experiment, creating the experiment if needed."""
     uri = tracking_uri(tracking.uri)
     mlflow.set_tracking_uri(uri)
     if uri.startswith("sqlite:///") and mlflow.get_experiment_by_name(tracking.experiment) is None:
@@ -61,29 +68,88 @@ def _connect(tracking: DictConfig) -> None:
     mlflow.set_experiment(tracking.experiment)
 
 
-@contextmanager
-def new_run(cfg: DictConfig) -> Iterator[str | None]:
-    """Open a run holding the config (as params and `config.yaml`); record its id in RUN_FILE.
+def git_state() -> dict[str, str]:
+    """The commit the code came from, and whether the work tree differed from it."""
 
-    DDP's extra processes (Lightning starts them with LOCAL_RANK set) track nothing.
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], capture_output=True, text=True, check=True).stdout
+
+    try:
+        return {
+            "git.commit": git("rev-parse", "HEAD").strip(),
+            "git.dirty": str(bool(git("status", "--porcelain", "--untracked-files=no").strip())),
+        }
+    except (OSError, subprocess.CalledProcessError):
+        return {}
+
+
+def run_tags(cfg: DictConfig) -> dict[str, str]:
+    """What the MLflow UI can filter and group runs by: variant, overrides, commit, DVC experiment.
+
+    Runs of one `dvc exp run --queue` grid share `dvc.baseline` and `grid` (the keys it varies).
+    """
+    described = describe(cfg)
+    changed = described["overrides"]
+    tags = {
+        "model": described["model"],
+        "overrides": " ".join(changed) or "(defaults)",
+        "grid": ",".join(sorted(o.split("=")[0] for o in changed)) or "(defaults)",
+        **git_state(),
+    }
+    for env, tag in (("DVC_EXP_NAME", "dvc.experiment"), ("DVC_EXP_BASELINE_REV", "dvc.baseline")):
+        if os.environ.get(env):
+            tags[tag] = os.environ[env]
+    return tags
+
+
+def processed_data_digest(data_dir: Path) -> str:
+    """The content hash DVC recorded for `data_dir` in dvc.lock (the data this run trained on)."""
+    lock = Path("dvc.lock")
+    if lock.is_file():
+        for out in yaml.safe_load(lock.read_text())["stages"].get("preprocess", {}).get("outs", []):
+            if Path(out["path"]) == data_dir:
+                return out["md5"].removesuffix(".dir")
+    return hashlib.md5((data_dir / "stats.json").read_bytes()).hexdigest()  # not run by DVC
+
+
+def log_dataset(data_dir: Path) -> None:
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.data.sources import LocalArtifactDatasetSource
+
+    source = LocalArtifactDatasetSource(str(data_dir.resolve()))
+    dataset = MetaDataset(source, name="mnist-processed", digest=processed_data_digest(data_dir))
+    mlflow.log_input(dataset, context="training")
+
+
+@contextmanager
+def new_run(cfg: DictConfig, data_dir: Path, run_file: Path) -> Iterator[str | None]:
+    """Open a run holding the config (params, `config.yaml`, tags, dataset); record its id.
+
+    Under a Hydra sweep the run nests under the sweep's parent run. DDP's extra processes
+    (Lightning starts them with LOCAL_RANK set) track nothing.
     """
     if os.environ.get("LOCAL_RANK", "0") != "0":
         yield None
         return
-    _connect(cfg.tracking)
-    with mlflow.start_run(run_name=os.environ.get("DVC_EXP_NAME")) as run:
+    connect(cfg.tracking)
+    with mlflow.start_run(
+        run_name=os.environ.get("DVC_EXP_NAME"),
+        parent_run_id=os.environ.get(PARENT_ENV),
+        tags=run_tags(cfg),
+    ) as run:
         params = flatten(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
         mlflow.log_params({key: str(value) for key, value in params.items()})
         mlflow.log_text(to_yaml(cfg), "config.yaml")
+        log_dataset(data_dir)
         yield run.info.run_id
-        write_json(RUN_FILE, {"run_id": run.info.run_id, "experiment": cfg.tracking.experiment})
+        write_json(run_file, {"run_id": run.info.run_id, "experiment": cfg.tracking.experiment})
 
 
 @contextmanager
-def resume_run(cfg: DictConfig, run_file: Path = RUN_FILE) -> Iterator[str]:
+def resume_run(cfg: DictConfig, run_file: Path) -> Iterator[str]:
     """Reopen the run that train recorded, so evaluate's results land beside train's."""
     run_id = json.loads(run_file.read_text())["run_id"]
-    _connect(cfg.tracking)
+    connect(cfg.tracking)
     with mlflow.start_run(run_id=run_id):
         yield run_id
 
@@ -99,7 +165,8 @@ def log_test_results(headline: dict[str, float], per_class: dict, reports_dir: P
 
 
 def log_model(model: nn.Module, stats: dict[str, float], example: np.ndarray) -> None:
-    """Log the network behind a `Standardise` layer: it takes raw 28x28 pixels, returns logits.
+    """Log the network behind a `Standardise` layer (raw 28x28 pixels in, logits out) and register
+    it as a new version of `mnist-classifier` with the alias `candidate`.
 
     The package's code travels with the model, so `mlflow.pyfunc.load_model` works without it
     installed.
@@ -110,7 +177,7 @@ def log_model(model: nn.Module, stats: dict[str, float], example: np.ndarray) ->
     served = nn.Sequential(Standardise(stats["mean"], stats["std"]), model).eval()
     with torch.inference_mode():
         output = served(torch.from_numpy(example)).numpy()
-    mlflow.pytorch.log_model(
+    info = mlflow.pytorch.log_model(
         served,
         name="model",
         signature=infer_signature(example, output),
@@ -118,3 +185,30 @@ def log_model(model: nn.Module, stats: dict[str, float], example: np.ndarray) ->
         code_paths=[str(Path(mnist_pipeline.__file__).parent)],
         pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"numpy=={np.__version__}"],
     )
+    version = mlflow.register_model(info.model_uri, REGISTERED_MODEL)
+    mlflow.MlflowClient().set_registered_model_alias(REGISTERED_MODEL, "candidate", version.version)
+
+
+def promote_if_better(run_id: str, test_acc: float) -> bool:
+    """Move `champion` to this run's model version if its test accuracy beats the champion's."""
+    client = mlflow.MlflowClient()
+    versions = client.search_model_versions(f"name='{REGISTERED_MODEL}' and run_id='{run_id}'")
+    if not versions:
+        return False
+    try:
+        champion = client.get_model_version_by_alias(REGISTERED_MODEL, "champion")
+        best = client.get_run(champion.run_id).data.metrics.get("test_acc", -1.0)
+    except mlflow.exceptions.MlflowException:  # no champion yet
+        best = -1.0
+    if test_acc <= best:
+        return False
+    client.set_registered_model_alias(REGISTERED_MODEL, "champion", versions[0].version)
+    return True
+
+
+def run_link(run_id: str) -> dict[str, str]:
+    """The run's id and its page in the MLflow UI, for reports/metrics.json."""
+    run = mlflow.get_run(run_id)
+    uri = mlflow.get_tracking_uri()
+    base = uri.rstrip("/") if uri.startswith("http") else UI
+    return {"run_id": run_id, "url": f"{base}/#/experiments/{run.info.experiment_id}/runs/{run_id}"}

@@ -1,11 +1,22 @@
-"""DVC stage `train`: fit the configured model on data/processed/ and save it to models/."""
+"""Training: the DVC stage `train`, and ad-hoc Hydra runs and sweeps.
+
+    python -m mnist_pipeline.train --params params.yaml   # the DVC stage (what dvc.yaml runs)
+    python -m mnist_pipeline.train model=cnn trainer.max_epochs=2           # an ad-hoc run
+    python -m mnist_pipeline.train -m model=mlp,lenet5 optimizer.lr=0.001,0.01  # a sweep
+
+The stage reads params.yaml only and writes models/; ad-hoc runs (`mnist_pipeline.explore`)
+compose conf/ with their overrides and write into Hydra's own output folder, never into the
+DVC-tracked models/ or reports/. Both track to MLflow the same way.
+"""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import NamedTuple
 
 import pytorch_lightning as pl
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ProgressBar
@@ -18,6 +29,7 @@ from mnist_pipeline.lit_module import Classifier
 
 PROCESSED_DIR = Path("data/processed")
 MODEL_FILE = Path("models/model.pt")
+RUN_FILE = Path("models/mlflow_run.json")
 
 
 class Fit(NamedTuple):
@@ -42,13 +54,18 @@ def build(cfg: DictConfig, data_dir: Path, callbacks: list[pl.Callback]) -> Fit:
     return Fit(trainer, module, datamodule)
 
 
-def train(cfg: DictConfig, data_dir: Path = PROCESSED_DIR, model_file: Path = MODEL_FILE) -> None:
+def train(
+    cfg: DictConfig,
+    data_dir: Path = PROCESSED_DIR,
+    model_file: Path = MODEL_FILE,
+    run_file: Path = RUN_FILE,
+) -> None:
     """Fit `cfg.model` inside a new MLflow run and save the weights with what rebuilds them."""
     # Imported here so that `build` also works where MLflow is not installed (a bare GPU box).
     from mnist_pipeline import tracking
     from mnist_pipeline.callbacks import MLflowEpochMetrics
 
-    with tracking.new_run(cfg):  # before seeding: MLflow draws the run's random name from `random`
+    with tracking.new_run(cfg, data_dir, run_file):  # before seeding: run names come from `random`
         fit = build(cfg, data_dir, [MLflowEpochMetrics()])
         fit.trainer.fit(fit.module, datamodule=fit.datamodule)
         if not fit.trainer.is_global_zero:
@@ -60,9 +77,23 @@ def train(cfg: DictConfig, data_dir: Path = PROCESSED_DIR, model_file: Path = MO
         tracking.log_model(model, stats, example)
 
 
-def main() -> None:
-    train(load_params())
+def check(cfg: DictConfig, data_dir: Path = PROCESSED_DIR) -> None:
+    """Fail on a bad config (say, maps shrunk below 1x1) or missing data before a run opens."""
+    instantiate(cfg.model)
+    if not (data_dir / "stats.json").is_file():
+        raise FileNotFoundError(f"{data_dir} has no processed data: run `dvc repro preprocess`")
+
+
+def stage() -> None:
+    cfg = load_params(sys.argv[sys.argv.index("--params") + 1])
+    check(cfg)
+    train(cfg)
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    if "--params" in sys.argv:
+        run_stage(stage, InstantiationException, FileNotFoundError)
+    else:  # an ad-hoc run or sweep, never part of the DVC stage
+        from mnist_pipeline.explore import main
+
+        main()

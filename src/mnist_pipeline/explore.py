@@ -1,0 +1,30 @@
+"""Ad-hoc Hydra runs and sweeps over conf/, started as `python -m mnist_pipeline.train key=value`.
+
+Each run (or sweep point) trains, evaluates on the test set and tracks to MLflow like the
+pipeline, but writes into its own Hydra output folder, never into the DVC-tracked models/ and
+reports/. A sweep (`-m`) is one MLflow parent run with a child run per point (`sweep.py`).
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from mnist_pipeline.config import CONF_DIR
+from mnist_pipeline.evaluate import evaluate
+from mnist_pipeline.train import check, train
+
+# Output folders end in a random suffix: two runs started in the same second stay apart.
+OmegaConf.register_new_resolver("uniq", lambda: secrets.token_hex(3), use_cache=True)
+
+
+@hydra.main(config_path=str(CONF_DIR.resolve()), config_name="config", version_base="1.3")
+def main(cfg: DictConfig) -> float:
+    out = Path(HydraConfig.get().runtime.output_dir)
+    check(cfg)
+    train(cfg, model_file=out / "model.pt", run_file=out / "mlflow_run.json")
+    return evaluate(cfg, out / "model.pt", out / "reports", out / "mlflow_run.json")
