@@ -121,12 +121,12 @@ def lightning_path(cfg: DictConfig, clock: Clock, tracked: bool) -> None:
         if tracked:
             import mlflow
 
-            from mnist_pipeline.callbacks import MLflowEpochMetrics
+            from mnist_pipeline.callbacks import EpochMetrics
 
             mlflow.set_tracking_uri(f"sqlite:///{store}/mlflow.db")
             mlflow.set_experiment("benchmark")
             stack.enter_context(mlflow.start_run())
-            callbacks.insert(0, MLflowEpochMetrics())
+            callbacks.insert(0, EpochMetrics())
         fit = build(cfg, DATA, callbacks)
         fit.trainer.fit(fit.module, datamodule=fit.datamodule)
 

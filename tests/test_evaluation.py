@@ -3,11 +3,13 @@
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 
-from mnist_pipeline.evaluation import confusion_matrix, plot_confusion, predict, report
+from mnist_pipeline.evaluation import confusion_matrix, predict, report
 from mnist_pipeline.models import MLP
+from mnist_pipeline.plots import confusion as plot_confusion
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -114,3 +116,31 @@ def test_plot_confusion_replaces_atomically(tmp_path, monkeypatch):
         plot_confusion(cm, path, "t")
     assert path.read_bytes() == first
     assert [p.name for p in tmp_path.iterdir()] == ["confusion.png"]
+
+
+def test_training_curves_and_mistakes_write_pngs(tmp_path):
+    from mnist_pipeline.plots import mistakes, training_curves
+
+    history = [
+        {"epoch": e, "train_loss": 1 / (e + 1), "val_loss": 1.2 / (e + 1), "val_acc": 0.9}
+        for e in range(3)
+    ]
+    training_curves(history, tmp_path / "training.png")
+    assert (tmp_path / "training.png").read_bytes()[:8] == PNG_MAGIC
+
+    images = np.zeros((5, 28, 28), dtype=np.uint8)
+    mistakes(
+        images,
+        [1, 2, 3, 4, 5],
+        [1, 7, 3, 9, 5],
+        [0.9, 0.8, 0.7, 0.99, 0.5],
+        tmp_path / "mistakes.png",
+    )
+    assert (tmp_path / "mistakes.png").read_bytes()[:8] == PNG_MAGIC
+
+
+def test_report_confidence_is_the_top_softmax_probability():
+    logits = torch.tensor([[2.0, 0.0], [0.0, 0.0]])
+    result = report(logits, torch.tensor([0, 1]))
+    assert result["confidence"][0] == pytest.approx(torch.tensor([2.0, 0.0]).softmax(0)[0].item())
+    assert result["confidence"][1] == pytest.approx(0.5)

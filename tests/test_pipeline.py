@@ -322,3 +322,35 @@ def test_pipeline_logs_to_a_tracking_server(
     assert champion.run_id == run_.info.run_id
     metrics = json.loads((root / "reports" / "metrics.json").read_text())
     assert metrics["mlflow"]["url"].startswith(mlflow_server)
+
+
+def test_killed_training_resumes_in_the_same_mlflow_run(tmp_path: Path, http_mirror: str) -> None:
+    root, env = make_repo(tmp_path, http_mirror)
+    run(["dvc", "repro", "preprocess"], root, env)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["trainer"]["max_epochs"] = 40
+    (root / "long.yaml").write_text(yaml.safe_dump(params))
+    train = [sys.executable, "-m", "mnist_pipeline.train", "--params", "long.yaml"]
+
+    checkpoint = root / ".checkpoints" / "train" / "last.ckpt"
+    first = subprocess.Popen(train, cwd=root, env=env, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not checkpoint.exists():
+        assert first.poll() is None, "training ended before its first checkpoint"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(0.5)
+    first.kill()  # SIGKILL, mid-epoch or mid-write
+    first.wait()
+    assert not (root / "models" / "model.pt").exists()
+
+    run(train, root, env)
+    client = client_for(root)
+    (run_,) = runs_in_store(client)  # the same run went on; no second one
+    assert run_.data.tags.get("resumed") == "true"
+    steps = {m.step for m in client.get_metric_history(run_.info.run_id, "val_acc")}
+    assert steps == set(range(40))
+    assert run_.info.status == "FINISHED"
+    history = (root / "reports" / "training.csv").read_text().splitlines()
+    assert len(history) == 1 + 40  # the curves span the whole training, not just the resumed part
+    assert not checkpoint.parent.exists()  # cleaned up once the model was saved

@@ -6,15 +6,26 @@ import mlflow
 import pytorch_lightning as pl
 
 
-class MLflowEpochMetrics(pl.Callback):
-    """Log every epoch-level metric to the active MLflow run in one batched call, step = epoch.
+class EpochMetrics(pl.Callback):
+    """Keep every epoch's metrics (`history`) and log them to the active MLflow run, one batched
+    call per epoch, stepped by epoch.
 
     Lightning's own `MLFlowLogger` steps metrics by optimizer step and needs a store URI of its
     own; this keeps one run, opened by the project, with curves indexed by epoch.
     """
 
+    def __init__(self) -> None:
+        self.history: list[dict[str, float]] = []
+
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero:
             return
         metrics = {name: float(value) for name, value in trainer.callback_metrics.items()}
+        self.history.append({"epoch": trainer.current_epoch, **metrics})
         mlflow.log_metrics(metrics, step=trainer.current_epoch)
+
+    def state_dict(self) -> dict:  # saved in checkpoints, so a resumed run keeps its curves
+        return {"history": self.history}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.history = state_dict["history"]

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from mnist_pipeline.cli import run_stage
 from mnist_pipeline.config import load_params
 from mnist_pipeline.mirrors import DownloadError, RemoteFile, download_all, mirror_list
-
-RAW_DIR = Path("data/raw")
+from mnist_pipeline.paths import RAW_DIR
 
 
 def main() -> None:

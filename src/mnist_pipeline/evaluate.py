@@ -8,36 +8,27 @@ import mlflow
 import torch
 from omegaconf import DictConfig
 
-from mnist_pipeline import checkpoint, dataset, evaluation, tracking
+from mnist_pipeline import checkpoint, dataset, evaluation, plots, tracking
 from mnist_pipeline.atomic import write_json, write_text
 from mnist_pipeline.cli import run_stage
 from mnist_pipeline.config import load_params
 from mnist_pipeline.models import complexity
+from mnist_pipeline.paths import PIPELINE, PROCESSED_DIR, Outputs
 from mnist_pipeline.tensors import normalise
 
-PROCESSED_DIR = Path("data/processed")
-MODEL_FILE = Path("models/model.pt")
-RUN_FILE = Path("models/mlflow_run.json")
-REPORTS = Path("reports")
 
-
-def evaluate(
-    cfg: DictConfig,
-    model_file: Path = MODEL_FILE,
-    reports: Path = REPORTS,
-    run_file: Path = RUN_FILE,
-    data_dir: Path = PROCESSED_DIR,
-) -> float:
+def evaluate(cfg: DictConfig, out: Outputs = PIPELINE, data_dir: Path = PROCESSED_DIR) -> float:
     """Write the test reports, log them to the training run, promote the model if it is the best."""
-    model, norm = checkpoint.load(model_file)
+    model, norm = checkpoint.load(out.model)
     test = dataset.load(data_dir, "test")
     images = normalise(torch.from_numpy(test.images), norm["mean"], norm["std"])
     logits = evaluation.predict(model, images, cfg.data.eval_batch_size)
     result = evaluation.report(logits, torch.from_numpy(test.labels))
     headline = {k: result[k] for k in evaluation.HEADLINE}
     size = complexity(model)  # parameters and multiply-accumulates per image
+    reports = out.reports
 
-    with tracking.resume_run(cfg, run_file) as run_id:
+    with tracking.resume_run(cfg, out.run_file) as run_id:
         write_json(
             reports / "metrics.json",
             {"test": headline, "model": size, "mlflow": tracking.run_link(run_id)},
@@ -48,10 +39,20 @@ def evaluate(
             reports / "confusion.csv",
             "actual,predicted\n" + "".join(f"{a},{p}\n" for a, p in pairs),
         )
-        evaluation.plot_confusion(
+        plots.confusion(
             result["confusion"], reports / "confusion.png", f"test accuracy {result['acc']:.2%}"
         )
-        tracking.log_test_results(headline, result["per_class"], reports)
+        plots.mistakes(
+            test.images,
+            test.labels,
+            result["predictions"],
+            result["confidence"],
+            reports / "mistakes.png",
+        )
+        tracking.log_test_results(headline, result["per_class"])
+        tracking.log_artifacts(
+            reports, ["metrics.json", "per_class.json", "confusion.png", "mistakes.png"]
+        )
         mlflow.log_metrics({f"model_{name}": value for name, value in size.items()})
         tracking.promote_if_better(run_id, result["acc"])
     return result["acc"]

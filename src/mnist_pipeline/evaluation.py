@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mnist_pipeline.atomic import atomic_path
 from mnist_pipeline.models import NUM_CLASSES
 
 HEADLINE = ("acc", "loss", "macro_f1")  # what reports/metrics.json and `dvc exp show` carry
@@ -51,28 +49,5 @@ def report(logits: Tensor, labels: Tensor) -> dict[str, Any]:
         },
         "confusion": cm.long().tolist(),
         "predictions": predicted.tolist(),
+        "confidence": logits.softmax(1).max(1).values.tolist(),
     }
-
-
-def plot_confusion(cm: list[list[int]], path: Path, title: str) -> None:
-    """A labelled heat map of the confusion matrix, counts written in every cell."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    n = len(cm)
-    fig, ax = plt.subplots(figsize=(6.4, 5.6), dpi=100)
-    image = ax.imshow(cm, cmap="Blues", norm=matplotlib.colors.LogNorm(vmin=1))
-    fig.colorbar(image, ax=ax, label="examples (log scale)")
-    top = max(max(row) for row in cm)
-    for i in range(n):
-        for j in range(n):
-            if cm[i][j]:
-                color = "white" if cm[i][j] > top**0.75 else "black"  # dark cells
-                ax.text(j, i, cm[i][j], ha="center", va="center", fontsize=7, color=color)
-    ax.set(xticks=range(n), yticks=range(n), xlabel="predicted", ylabel="true", title=title)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)

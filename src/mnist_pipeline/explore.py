@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mnist_pipeline.config import CONF_DIR
 from mnist_pipeline.evaluate import evaluate
+from mnist_pipeline.paths import Outputs
 from mnist_pipeline.train import check, train
 
 # Output folders end in a random suffix: two runs started in the same second stay apart.
@@ -24,7 +25,7 @@ OmegaConf.register_new_resolver("uniq", lambda: secrets.token_hex(3), use_cache=
 
 @hydra.main(config_path=str(CONF_DIR.resolve()), config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> float:
-    out = Path(HydraConfig.get().runtime.output_dir)
+    out = Outputs.under(Path(HydraConfig.get().runtime.output_dir))
     check(cfg)
-    train(cfg, model_file=out / "model.pt", run_file=out / "mlflow_run.json")
-    return evaluate(cfg, out / "model.pt", out / "reports", out / "mlflow_run.json")
+    train(cfg, out)
+    return evaluate(cfg, out)

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from mnist_pipeline import dataset, idx
 from mnist_pipeline.cli import run_stage
 from mnist_pipeline.config import load_params
-
-RAW_DIR = Path("data/raw")
-PROCESSED_DIR = Path("data/processed")
+from mnist_pipeline.paths import PROCESSED_DIR, RAW_DIR
 
 
 def read_split(images_file: str, labels_file: str) -> dataset.Split:

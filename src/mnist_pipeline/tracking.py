@@ -122,25 +122,35 @@ def log_dataset(data_dir: Path) -> None:
 
 
 @contextmanager
-def new_run(cfg: DictConfig, data_dir: Path, run_file: Path) -> Iterator[str | None]:
+def new_run(
+    cfg: DictConfig, data_dir: Path, run_file: Path, resume_id: str | None = None
+) -> Iterator[str | None]:
     """Open a run holding the config (params, `config.yaml`, tags, dataset); record its id.
 
-    Under a Hydra sweep the run nests under the sweep's parent run. DDP's extra processes
-    (Lightning starts them with LOCAL_RANK set) track nothing.
+    With `resume_id`, reopen that run instead (an interrupted training going on). Under a Hydra
+    sweep the run nests under the sweep's parent run. DDP's extra processes (Lightning starts
+    them with LOCAL_RANK set) track nothing.
     """
     if os.environ.get("LOCAL_RANK", "0") != "0":
         yield None
         return
     connect(cfg.tracking)
-    with mlflow.start_run(
-        run_name=os.environ.get("DVC_EXP_NAME"),
-        parent_run_id=os.environ.get(PARENT_ENV),
-        tags=run_tags(cfg),
-    ) as run:
-        params = flatten(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
-        mlflow.log_params({key: str(value) for key, value in params.items()})
-        mlflow.log_text(to_yaml(cfg), "config.yaml")
-        log_dataset(data_dir)
+    if resume_id:
+        opened = mlflow.start_run(run_id=resume_id)
+    else:
+        opened = mlflow.start_run(
+            run_name=os.environ.get("DVC_EXP_NAME"),
+            parent_run_id=os.environ.get(PARENT_ENV),
+            tags=run_tags(cfg),
+        )
+    with opened as run:
+        if resume_id:
+            mlflow.set_tag("resumed", "true")
+        else:
+            params = flatten(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
+            mlflow.log_params({key: str(value) for key, value in params.items()})
+            mlflow.log_text(to_yaml(cfg), "config.yaml")
+            log_dataset(data_dir)
         yield run.info.run_id
         write_json(run_file, {"run_id": run.info.run_id, "experiment": cfg.tracking.experiment})
 
@@ -154,14 +164,17 @@ def resume_run(cfg: DictConfig, run_file: Path) -> Iterator[str]:
         yield run_id
 
 
-def log_test_results(headline: dict[str, float], per_class: dict, reports_dir: Path) -> None:
-    """Test metrics, overall (`test_acc`) and per class (`test_f1_3`), and the report files."""
+def log_test_results(headline: dict[str, float], per_class: dict) -> None:
+    """Test metrics, overall (`test_acc`) and per class (`test_f1_3`), in one call."""
     metrics = {f"test_{name}": value for name, value in headline.items()}
     for cls, scores in per_class.items():
         metrics |= {f"test_{name}_{cls}": scores[name] for name in ("precision", "recall", "f1")}
     mlflow.log_metrics(metrics)
-    for name in ("metrics.json", "per_class.json", "confusion.png"):
-        mlflow.log_artifact(str(reports_dir / name))
+
+
+def log_artifacts(folder: Path, names: list[str]) -> None:
+    for name in names:
+        mlflow.log_artifact(str(folder / name))
 
 
 def log_model(model: nn.Module, stats: dict[str, float], example: np.ndarray) -> None:

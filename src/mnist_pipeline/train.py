@@ -22,14 +22,13 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ProgressBar
 
 from mnist_pipeline import checkpoint, dataset
+from mnist_pipeline.atomic import write_text
 from mnist_pipeline.cli import run_stage
-from mnist_pipeline.config import load_params
+from mnist_pipeline.config import load_params, to_yaml
 from mnist_pipeline.datamodule import MNISTDataModule
 from mnist_pipeline.lit_module import Classifier
-
-PROCESSED_DIR = Path("data/processed")
-MODEL_FILE = Path("models/model.pt")
-RUN_FILE = Path("models/mlflow_run.json")
+from mnist_pipeline.paths import CHECKPOINTS, PIPELINE, PROCESSED_DIR, Outputs
+from mnist_pipeline.resume import EpochCheckpoint, Resume
 
 
 class Fit(NamedTuple):
@@ -54,27 +53,49 @@ def build(cfg: DictConfig, data_dir: Path, callbacks: list[pl.Callback]) -> Fit:
     return Fit(trainer, module, datamodule)
 
 
-def train(
-    cfg: DictConfig,
-    data_dir: Path = PROCESSED_DIR,
-    model_file: Path = MODEL_FILE,
-    run_file: Path = RUN_FILE,
-) -> None:
-    """Fit `cfg.model` inside a new MLflow run and save the weights with what rebuilds them."""
+def train(cfg: DictConfig, out: Outputs = PIPELINE, data_dir: Path = PROCESSED_DIR) -> None:
+    """Fit `cfg.model` inside a new MLflow run; save the weights with what rebuilds them, and the
+    per-epoch curves (`training.csv` for `dvc plots`, `training.png` for MLflow)."""
     # Imported here so that `build` also works where MLflow is not installed (a bare GPU box).
-    from mnist_pipeline import tracking
-    from mnist_pipeline.callbacks import MLflowEpochMetrics
+    from mnist_pipeline import plots, tracking
+    from mnist_pipeline.callbacks import EpochMetrics
 
-    with tracking.new_run(cfg, data_dir, run_file):  # before seeding: run names come from `random`
-        fit = build(cfg, data_dir, [MLflowEpochMetrics()])
-        fit.trainer.fit(fit.module, datamodule=fit.datamodule)
+    # The pipeline resumes an interrupted training of the same config and data; ad-hoc runs,
+    # each in a fresh folder, start afresh.
+    resume = None
+    if out == PIPELINE:
+        digest = tracking.processed_data_digest(data_dir)
+        resume = Resume(CHECKPOINTS, Resume.fingerprint_of(to_yaml(cfg), digest))
+    interrupted = resume.find() if resume else None
+    resume_id = interrupted.run_id if interrupted else None
+
+    with tracking.new_run(cfg, data_dir, out.run_file, resume_id) as run_id:  # before seeding
+        epochs = EpochMetrics()
+        callbacks: list[pl.Callback] = [epochs]
+        if resume and run_id:
+            resume.start(run_id)
+            callbacks.append(EpochCheckpoint(resume))
+        fit = build(cfg, data_dir, callbacks)
+        ckpt = interrupted.checkpoint if interrupted else None
+        fit.trainer.fit(fit.module, datamodule=fit.datamodule, ckpt_path=ckpt)
         if not fit.trainer.is_global_zero:
             return
         model = fit.module.model.cpu()
         stats = dataset.load_stats(data_dir)
-        checkpoint.save(model_file, model, OmegaConf.to_container(cfg.model, resolve=True), stats)
+        checkpoint.save(out.model, model, OmegaConf.to_container(cfg.model, resolve=True), stats)
+        write_csv(out.reports / "training.csv", epochs.history)
+        plots.training_curves(epochs.history, out.reports / "training.png")
+        tracking.log_artifacts(out.reports, ["training.png"])
         example = dataset.load(data_dir, "val").images[:5].astype("float32")
         tracking.log_model(model, stats, example)
+        if resume:
+            resume.done()
+
+
+def write_csv(path: Path, rows: list[dict[str, float]]) -> None:
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    lines = [",".join(columns)] + [",".join(f"{row.get(c, '')}" for c in columns) for row in rows]
+    write_text(path, "\n".join(lines) + "\n")
 
 
 def check(cfg: DictConfig, data_dir: Path = PROCESSED_DIR) -> None:

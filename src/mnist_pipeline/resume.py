@@ -1,0 +1,64 @@
+"""Resuming a killed training where it stopped, in the same MLflow run.
+
+Every epoch ends with a Lightning checkpoint written atomically (a kill mid-write leaves the
+previous one whole), beside a note of the MLflow run and a fingerprint of the exact config and
+data it belongs to. Training the same config on the same data again picks both up; anything else
+starts afresh. The folder is not a DVC output, so it survives the stage being killed, and it is
+removed once the model is saved.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytorch_lightning as pl
+
+from mnist_pipeline.atomic import atomic_path, write_json
+
+
+@dataclass(frozen=True)
+class Interrupted:
+    checkpoint: Path
+    run_id: str
+
+
+class Resume:
+    def __init__(self, folder: Path, fingerprint: str) -> None:
+        self.folder, self.fingerprint = folder, fingerprint
+        self.checkpoint, self.note = folder / "last.ckpt", folder / "run.json"
+
+    @staticmethod
+    def fingerprint_of(*parts: str) -> str:
+        return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
+    def find(self) -> Interrupted | None:
+        """The checkpoint and run of an interrupted training of this very config, if any."""
+        if not (self.checkpoint.is_file() and self.note.is_file()):
+            return None
+        note = json.loads(self.note.read_text())
+        if note.get("fingerprint") != self.fingerprint:
+            return None
+        return Interrupted(self.checkpoint, note["run_id"])
+
+    def start(self, run_id: str) -> None:
+        if self.find() is None:
+            shutil.rmtree(self.folder, ignore_errors=True)  # another config's leftovers
+        write_json(self.note, {"fingerprint": self.fingerprint, "run_id": run_id})
+
+    def done(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class EpochCheckpoint(pl.Callback):
+    """Save the whole training state after every epoch, atomically."""
+
+    def __init__(self, resume: Resume) -> None:
+        self.resume = resume
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        with atomic_path(self.resume.checkpoint) as tmp:
+            trainer.save_checkpoint(tmp)
