@@ -38,6 +38,7 @@ TINY = {
     "trainer": {"max_epochs": 4, "enable_progress_bar": False},
 }
 Repo = tuple[Path, dict[str, str]]
+SECRET = "wJalrXUtnFEMI-test-secret-K7MDENG"  # in the pipeline's environment, never in MLflow
 
 
 def run(cmd: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -102,7 +103,7 @@ def runs_in_store(client: mlflow.MlflowClient) -> list[mlflow.entities.Run]:
 def reproduced(tmp_path_factory: pytest.TempPathFactory, http_mirror: str) -> Repo:
     """A repo after one `dvc repro` (shared by the read-only tests below)."""
     root, env = make_repo(tmp_path_factory.mktemp("repro"), http_mirror)
-    run(["dvc", "repro"], root, env)
+    run(["dvc", "repro"], root, env | {"AWS_SECRET_ACCESS_KEY": SECRET})
     return root, env
 
 
@@ -179,6 +180,38 @@ def test_model_is_registered_and_the_champion_predicts_digits(reproduced: Repo) 
     assert (np.argmax(logits, axis=1) == labels).mean() >= 0.9
 
 
+def test_no_secret_from_the_environment_reaches_the_tracking_store(reproduced: Repo) -> None:
+    root, _ = reproduced
+    stored = [root / "mlflow.db", *(p for p in (root / "mlruns").rglob("*") if p.is_file())]
+    assert len(stored) > 5
+    leaks = [p for p in stored if SECRET.encode() in p.read_bytes()]
+    assert not leaks, leaks
+
+
+def test_train_stage_with_an_unreachable_server_fails_fast_and_keeps_the_model(
+    reproduced: Repo,
+) -> None:
+    root, env = reproduced
+    model = root / "models" / "model.pt"
+    before = model.read_bytes()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        uri = f"http://127.0.0.1:{s.getsockname()[1]}"
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "mnist_pipeline.train", "--params", "params.yaml"],
+        cwd=root,
+        env=env | {"MLFLOW_TRACKING_URI": uri},
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 1
+    assert time.monotonic() - started < 30
+    assert f"error: the MLflow tracking server at {uri} is not answering" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert model.read_bytes() == before
+
+
 def test_exp_run_with_override_reruns_only_train_and_evaluate(
     tmp_path: Path, http_mirror: str
 ) -> None:
@@ -222,7 +255,7 @@ def test_queued_grid_runs_and_lands_in_the_main_store(tmp_path: Path, http_mirro
     commit(root, env, "pipeline ran")
 
     run(["dvc", "exp", "run", "--queue", "-S", "optimizer.lr=0.001,0.002"], root, env)
-    run(["dvc", "queue", "start", "-j", "1"], root, env)
+    run(["dvc", "queue", "start", "-j", "2"], root, env)  # two workers, one SQLite store
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
         status = run(["dvc", "queue", "status"], root, env).stdout

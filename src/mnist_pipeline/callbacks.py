@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+
 import mlflow
 import pytorch_lightning as pl
+
+log = logging.getLogger(__name__)
 
 
 class EpochMetrics(pl.Callback):
@@ -16,13 +20,18 @@ class EpochMetrics(pl.Callback):
 
     def __init__(self) -> None:
         self.history: list[dict[str, float]] = []
+        self.unlogged: list[int] = []  # epochs whose metrics the tracking store did not take
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero:
             return
         metrics = {name: float(value) for name, value in trainer.callback_metrics.items()}
         self.history.append({"epoch": trainer.current_epoch, **metrics})
-        mlflow.log_metrics(metrics, step=trainer.current_epoch)
+        try:
+            mlflow.log_metrics(metrics, step=trainer.current_epoch)
+        except Exception as e:  # the store went away: keep training, say so at the end
+            log.warning("epoch %d metrics not logged to MLflow: %s", trainer.current_epoch, e)
+            self.unlogged.append(trainer.current_epoch)
 
     def state_dict(self) -> dict:  # saved in checkpoints, so a resumed run keeps its curves
         return {"history": self.history}

@@ -6,6 +6,7 @@ weights_only=True)` and a file from elsewhere cannot run code when opened.
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +27,24 @@ def save(path: Path, model: nn.Module, model_cfg: dict[str, Any], stats: dict[st
         torch.save(payload, tmp)
 
 
+class CheckpointError(ValueError):
+    """A model file that is not one of ours, or that could run code when unpickled."""
+
+
 def load(path: Path) -> tuple[nn.Module, dict[str, float]]:
     """Rebuild the network from its stored config and load its weights (safely)."""
-    payload = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(
+            f"{path} holds pickled Python objects, not only tensors and plain values; refusing to "
+            f"load it, since unpickling can run arbitrary code ({str(e).splitlines()[0]})"
+        ) from e
+    if (
+        not isinstance(payload, dict)
+        or not {"model", "state_dict", "normalisation"} <= payload.keys()
+    ):
+        raise CheckpointError(f"{path} is not a model saved by this project's train stage")
     model = instantiate(payload["model"])
     model.load_state_dict(payload["state_dict"])
     return model.eval(), payload["normalisation"]

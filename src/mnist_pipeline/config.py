@@ -18,6 +18,31 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 PARAMS_FILE = Path("params.yaml")
+# Values that must be positive numbers: a typo here would otherwise surface deep inside a run.
+POSITIVE = {
+    "seed": int,
+    "data.batch_size": int,
+    "data.eval_batch_size": int,
+    "trainer.max_epochs": int,
+    "optimizer.lr": float,
+}
+
+
+class ConfigError(ValueError):
+    """A config value is of the wrong type or out of range; the message names the key."""
+
+
+def check_values(cfg: DictConfig) -> None:
+    for key, kind in POSITIVE.items():
+        value = OmegaConf.select(cfg, key)
+        number = isinstance(value, kind | int) and not isinstance(value, bool)
+        if not number or not (value >= 0 if key == "seed" else value > 0):
+            raise ConfigError(
+                f"{key}={value!r} must be a {'non-negative' if key == 'seed' else 'positive'} "
+                f"{kind.__name__}"
+            )
+
+
 CONF_DIR = Path("conf")
 
 

@@ -63,4 +63,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    run_stage(main, checkpoint.CheckpointError, tracking.TrackingError)

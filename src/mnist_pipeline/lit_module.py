@@ -40,7 +40,14 @@ class Classifier(pl.LightningModule):
         self.loss_sum += loss.detach() * len(y)
         self.seen += len(y)
         if batch_idx == self.trainer.num_training_batches - 1:
-            self.log("train_loss", self.loss_sum / self.seen, on_step=False, on_epoch=True)
+            mean = self.loss_sum / self.seen
+            if not torch.isfinite(mean):  # one host sync an epoch, not one a step
+                lr = self.trainer.optimizers[0].param_groups[0]["lr"]
+                raise FloatingPointError(
+                    f"the training loss became {mean.item()} in epoch {self.current_epoch}: the "
+                    f"model diverged. Lower optimizer.lr (the rate was {lr:.3g} when it did)."
+                )
+            self.log("train_loss", mean, on_step=False, on_epoch=True)
         return loss
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:

@@ -30,6 +30,11 @@ from mnist_pipeline.models import Standardise
 
 DEFAULT_STORE = "mlflow.db"
 REGISTERED_MODEL = "mnist-classifier"
+HTTP_LIMITS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+}
 PARENT_ENV = "MNIST_SWEEP_PARENT_RUN"  # set by sweep.MLflowParentRun for a sweep's jobs
 UI = "http://127.0.0.1:5000"  # `make ui`, for links to runs in the local store
 
@@ -56,10 +61,29 @@ def tracking_uri(configured: str | None = None) -> str:
     )
 
 
+class TrackingError(RuntimeError):
+    """The tracking store cannot be reached or refuses a write; the message names the URI."""
+
+
 def connect(tracking: DictConfig) -> None:
-    """Point MLflow at the configured store and experiment, creating the experiment if needed."""
+    """Point MLflow at the configured store and experiment, creating the experiment if needed.
+
+    A server that does not answer fails here, within seconds, before any training: MLflow's own
+    retries (7, with exponential backoff) would take minutes, so they are capped unless set.
+    """
     uri = tracking_uri(tracking.uri)
     mlflow.set_tracking_uri(uri)
+    if uri.startswith(("http://", "https://")):
+        for name, value in HTTP_LIMITS.items():
+            os.environ.setdefault(name, value)
+        try:
+            mlflow.MlflowClient().search_experiments(max_results=1)
+        except Exception as e:  # requests' and MLflow's errors alike: the server is not usable
+            raise TrackingError(
+                f"the MLflow tracking server at {uri} is not answering ({type(e).__name__}: "
+                f"{str(e).splitlines()[0][:200]}). Start it, or unset MLFLOW_TRACKING_URI to "
+                "track into mlflow.db here. Nothing was trained."
+            ) from e
     if uri.startswith("sqlite:///") and mlflow.get_experiment_by_name(tracking.experiment) is None:
         # Artifacts beside the database, wherever the first run happens to execute.
         artifacts = Path(uri.removeprefix("sqlite:///")).parent / "mlruns"
@@ -143,7 +167,8 @@ def new_run(
             parent_run_id=os.environ.get(PARENT_ENV),
             tags=run_tags(cfg),
         )
-    with opened as run:
+    status = "FAILED"
+    try:
         if resume_id:
             mlflow.set_tag("resumed", "true")
         else:
@@ -151,8 +176,12 @@ def new_run(
             mlflow.log_params({key: str(value) for key, value in params.items()})
             mlflow.log_text(to_yaml(cfg), "config.yaml")
             log_dataset(data_dir)
-        yield run.info.run_id
-        write_json(run_file, {"run_id": run.info.run_id, "experiment": cfg.tracking.experiment})
+        yield opened.info.run_id
+        write_json(run_file, {"run_id": opened.info.run_id, "experiment": cfg.tracking.experiment})
+        status = "FINISHED"
+    finally:
+        with contextlib.suppress(Exception):  # a store gone away must not hide the real error
+            mlflow.end_run(status)
 
 
 @contextmanager

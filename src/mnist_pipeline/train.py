@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pytorch_lightning as pl
+import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -24,7 +25,7 @@ from pytorch_lightning.callbacks import ProgressBar
 from mnist_pipeline import checkpoint, dataset
 from mnist_pipeline.atomic import write_text
 from mnist_pipeline.cli import run_stage
-from mnist_pipeline.config import load_params, to_yaml
+from mnist_pipeline.config import ConfigError, check_values, load_params, to_yaml
 from mnist_pipeline.datamodule import MNISTDataModule
 from mnist_pipeline.lit_module import Classifier
 from mnist_pipeline.paths import CHECKPOINTS, PIPELINE, PROCESSED_DIR, Outputs
@@ -85,9 +86,21 @@ def train(cfg: DictConfig, out: Outputs = PIPELINE, data_dir: Path = PROCESSED_D
         checkpoint.save(out.model, model, OmegaConf.to_container(cfg.model, resolve=True), stats)
         write_csv(out.reports / "training.csv", epochs.history)
         plots.training_curves(epochs.history, out.reports / "training.png")
-        tracking.log_artifacts(out.reports, ["training.png"])
         example = dataset.load(data_dir, "val").images[:5].astype("float32")
-        tracking.log_model(model, stats, example)
+        try:
+            tracking.log_artifacts(out.reports, ["training.png"])
+            tracking.log_model(model, stats, example)
+        except Exception as e:
+            raise tracking.TrackingError(
+                f"training finished and {out.model} is saved, but MLflow at "
+                f"{tracking.tracking_uri(cfg.tracking.uri)} took neither the training curves nor "
+                f"the model ({type(e).__name__}: {str(e).splitlines()[0][:200]})"
+            ) from e
+        if epochs.unlogged:
+            raise tracking.TrackingError(
+                f"training finished and {out.model} is saved, but the metrics of epochs "
+                f"{epochs.unlogged} did not reach MLflow (they are in {out.reports}/training.csv)"
+            )
         if resume:
             resume.done()
 
@@ -99,8 +112,14 @@ def write_csv(path: Path, rows: list[dict[str, float]]) -> None:
 
 
 def check(cfg: DictConfig, data_dir: Path = PROCESSED_DIR) -> None:
-    """Fail on a bad config (say, maps shrunk below 1x1) or missing data before a run opens."""
+    """Fail on a bad config (a wrong type, a value out of range, maps shrunk below 1x1, an
+    optimizer argument torch refuses) or missing data, before any run opens or any work starts."""
+    check_values(cfg)
     instantiate(cfg.model)
+    try:
+        instantiate(cfg.optimizer)([torch.nn.Parameter(torch.zeros(1))])
+    except ValueError as e:  # torch's own checks, e.g. "Invalid momentum value: -1"
+        raise ConfigError(f"optimizer: {e} ({to_yaml(cfg.optimizer).strip()})") from e
     if not (data_dir / "stats.json").is_file():
         raise FileNotFoundError(f"{data_dir} has no processed data: run `dvc repro preprocess`")
 
@@ -113,7 +132,10 @@ def stage() -> None:
 
 if __name__ == "__main__":
     if "--params" in sys.argv:
-        run_stage(stage, InstantiationException, FileNotFoundError)
+        from mnist_pipeline.tracking import TrackingError
+
+        expected = (InstantiationException, FileNotFoundError, ConfigError, FloatingPointError)
+        run_stage(stage, *expected, TrackingError)
     else:  # an ad-hoc run or sweep, never part of the DVC stage
         from mnist_pipeline.explore import main
 

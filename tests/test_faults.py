@@ -1,0 +1,111 @@
+"""Bad input and broken surroundings: a clear error naming the culprit, before any work is lost."""
+
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from mnist_pipeline import checkpoint, dataset
+from mnist_pipeline.config import compose
+from mnist_pipeline.models import ConvNet
+from mnist_pipeline.tracking import TrackingError, connect
+from mnist_pipeline.train import build, check
+from synthetic import REPO, synthetic_digits
+
+CONF = REPO / "conf"
+
+
+@pytest.fixture(scope="module")
+def processed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small processed dataset, as preprocess writes it."""
+    folder = tmp_path_factory.mktemp("processed")
+    train_x, train_y = synthetic_digits(256, seed=1)
+    test_x, test_y = synthetic_digits(64, seed=2)
+    dataset.save(
+        {
+            "train": dataset.Split(train_x, train_y.astype(np.int64)),
+            "val": dataset.Split(test_x, test_y.astype(np.int64)),
+            "test": dataset.Split(test_x, test_y.astype(np.int64)),
+        },
+        folder,
+    )
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("trainer.max_epochs=abc", "trainer.max_epochs='abc' must be a positive int"),
+        ("trainer.max_epochs=0", "trainer.max_epochs=0 must be a positive int"),
+        ("optimizer.lr=-1", "optimizer.lr=-1 must be a positive float"),
+        ("data.batch_size=2.5", "data.batch_size=2.5 must be a positive int"),
+        ("optimizer.weight_decay=-1", "optimizer: Invalid weight_decay value: -1"),
+        ("model.stride=20", "model.padding='valid' with model.kernel_size=5, model.stride=20"),
+    ],
+)
+def test_bad_values_fail_before_any_work_naming_the_key(
+    override: str, message: str, processed: Path
+) -> None:
+    cfg = compose([override], conf_dir=CONF)
+    with pytest.raises(Exception) as info:
+        check(cfg, processed)
+    assert message in str(info.value)
+
+
+def test_missing_processed_data_says_what_to_run(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="dvc repro preprocess"):
+        check(compose([], conf_dir=CONF), tmp_path)
+
+
+def test_diverging_training_stops_with_a_clear_message(processed: Path) -> None:
+    cfg = compose(
+        ["optimizer.lr=1e12", "trainer.max_epochs=20", "trainer.enable_progress_bar=false"],
+        conf_dir=CONF,
+    )
+    fit = build(cfg, processed, [])
+    with pytest.raises(FloatingPointError, match=r"training loss became nan.*Lower optimizer.lr"):
+        fit.trainer.fit(fit.module, datamodule=fit.datamodule)
+    assert fit.trainer.current_epoch < 3  # stopped at once, not after 20 epochs of NaN
+
+
+class Payload:
+    """Stands for anything that is not a tensor: unpickling it would run its module's code."""
+
+
+def test_checkpoint_with_pickled_objects_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "model.pt"
+    torch.save({"model": {}, "state_dict": {}, "normalisation": Payload()}, path)
+    with pytest.raises(checkpoint.CheckpointError, match="refusing to load it"):
+        checkpoint.load(path)
+
+
+def test_checkpoint_round_trip_and_foreign_files(tmp_path: Path) -> None:
+    model = ConvNet()
+    cfg = {"_target_": "mnist_pipeline.models.ConvNet"}
+    checkpoint.save(tmp_path / "model.pt", model, cfg, {"mean": 0.1, "std": 0.3})
+    loaded, norm = checkpoint.load(tmp_path / "model.pt")
+    assert norm == {"mean": 0.1, "std": 0.3}
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(model.state_dict().values(), loaded.state_dict().values(), strict=True)
+    )
+    torch.save({"weights": torch.zeros(1)}, tmp_path / "other.pt")
+    with pytest.raises(checkpoint.CheckpointError, match="not a model saved by this project"):
+        checkpoint.load(tmp_path / "other.pt")
+
+
+def test_unreachable_tracking_server_fails_fast_naming_the_uri() -> None:
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    uri = f"http://127.0.0.1:{port}"
+    started = time.monotonic()
+    with pytest.raises(TrackingError, match=f"{uri} is not answering"):
+        connect(OmegaConf.create({"uri": uri, "experiment": "mnist"}))
+    assert time.monotonic() - started < 30
