@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help install params repro test lint ui bench clean
+.PHONY: help install params repro test lint ui bench faults clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -34,6 +34,9 @@ lint: install ## Check style with ruff
 
 bench: install ## Lightning path vs a plain PyTorch loop, CPU (needs data/processed: make repro)
 	python benchmarks/train_speed.py --tracking --rounds 3
+
+faults: install ## Real pipeline on real MNIST through injected faults (set MNIST_MIRROR)
+	python tests/faults/run.py
 
 ui: install ## MLflow UI on 127.0.0.1 (PORT=5000) over the project's tracking store
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false mlflow ui --workers 1 \

@@ -344,3 +344,18 @@ def test_cut_off_chunked_transfer_falls_through(serve, good_mirror, tmp_path):
 def test_zero_attempts_is_not_success(good_mirror, tmp_path):
     with pytest.raises((ValueError, DownloadError)):
         download_all([FIRST], [good_mirror], tmp_path, timeout=5, attempts=0)
+
+
+def test_verified_files_are_kept_and_not_fetched_again(serve, good_mirror, tmp_path):
+    download_all([FIRST], [good_mirror], tmp_path, timeout=5)
+    before = (tmp_path / FIRST.name).stat().st_mtime_ns
+    dead = serve(MODES["404"])
+    download_all([FIRST], [dead.url], tmp_path, timeout=5)  # nothing to fetch: no mirror asked
+    assert dead.requests == []
+    assert (tmp_path / FIRST.name).stat().st_mtime_ns == before
+
+
+def test_a_damaged_file_is_fetched_again(good_mirror, tmp_path):
+    (tmp_path / FIRST.name).write_bytes(b"damaged")
+    download_all([FIRST], [good_mirror], tmp_path, timeout=5)
+    assert (tmp_path / FIRST.name).read_bytes() == RAW[FIRST.name]

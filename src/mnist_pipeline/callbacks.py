@@ -22,19 +22,29 @@ class EpochMetrics(pl.Callback):
         self.history: list[dict[str, float]] = []
         self.unlogged: list[int] = []  # epochs whose metrics the tracking store did not take
 
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """A resumed run first hands MLflow the epochs it could not take before."""
+        missed, self.unlogged = self.unlogged, []
+        for row in self.history:
+            if row["epoch"] in missed:
+                self._log({k: v for k, v in row.items() if k != "epoch"}, row["epoch"])
+
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero:
             return
         metrics = {name: float(value) for name, value in trainer.callback_metrics.items()}
         self.history.append({"epoch": trainer.current_epoch, **metrics})
+        self._log(metrics, trainer.current_epoch)
+
+    def _log(self, metrics: dict[str, float], epoch: int) -> None:
         try:
-            mlflow.log_metrics(metrics, step=trainer.current_epoch)
+            mlflow.log_metrics(metrics, step=epoch)
         except Exception as e:  # the store went away: keep training, say so at the end
-            log.warning("epoch %d metrics not logged to MLflow: %s", trainer.current_epoch, e)
-            self.unlogged.append(trainer.current_epoch)
+            log.warning("epoch %d metrics not logged to MLflow: %s", epoch, e)
+            self.unlogged.append(epoch)
 
     def state_dict(self) -> dict:  # saved in checkpoints, so a resumed run keeps its curves
-        return {"history": self.history}
+        return {"history": self.history, "unlogged": self.unlogged}
 
     def load_state_dict(self, state_dict: dict) -> None:
-        self.history = state_dict["history"]
+        self.history, self.unlogged = state_dict["history"], state_dict["unlogged"]

@@ -125,6 +125,16 @@ def fetch(url: str, file: RemoteFile, dest: Path, timeout: float) -> None:
         raise MirrorError(f"bad HTTP response ({e!r})") from e
 
 
+def is_verified(path: Path, sha256: str) -> bool:
+    if not path.is_file():
+        return False
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest() == sha256
+
+
 def fetch_with_retries(
     url: str, file: RemoteFile, dest: Path, timeout: float, attempts: int
 ) -> None:
@@ -149,10 +159,18 @@ def download_all(
     timeout: float = 30.0,
     attempts: int = 2,
 ) -> list[Path]:
-    """Fetch every file into `dest_dir` (as `name`, decompressed), trying mirrors in order."""
+    """Fetch every file into `dest_dir` (as `name`, decompressed), trying mirrors in order.
+
+    A file already there with the right checksum is kept as it is, so a rerun fetches only what
+    is missing or damaged, and a failed rerun leaves good files untouched.
+    """
     unreachable: dict[str, str] = {}
     paths = []
     for file in files:
+        if is_verified(dest_dir / file.name, file.sha256):
+            log.info("%s already here (verified)", file.name)
+            paths.append(dest_dir / file.name)
+            continue
         failures = []
         for mirror in mirrors:
             if mirror in unreachable:
