@@ -266,7 +266,7 @@ def test_queued_grid_runs_and_lands_in_the_main_store(tmp_path: Path, http_mirro
 
     grid = runs_in_store(client_for(root))[1:]  # after the baseline's run
     assert sorted(r.data.params["optimizer.lr"] for r in grid) == ["0.001", "0.002"]
-    assert {r.data.tags["grid"] for r in grid} == {"optimizer.lr"}
+    assert {r.data.tags["varied"] for r in grid} == {"optimizer.lr"}
     assert len({r.data.tags["dvc.baseline"] for r in grid}) == 1
     assert all(r.info.status == "FINISHED" and "test_acc" in r.data.metrics for r in grid)
 

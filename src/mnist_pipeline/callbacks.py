@@ -22,8 +22,8 @@ class EpochMetrics(pl.Callback):
         self.history: list[dict[str, float]] = []
         self.unlogged: list[int] = []  # epochs whose metrics the tracking store did not take
 
-    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """A resumed run first hands MLflow the epochs it could not take before."""
+    def log_missed(self) -> None:
+        """Hand MLflow the epochs it could not take before (after a resume, say)."""
         missed, self.unlogged = self.unlogged, []
         for row in self.history:
             if row["epoch"] in missed:

@@ -110,14 +110,15 @@ def git_state() -> dict[str, str]:
 def run_tags(cfg: DictConfig) -> dict[str, str]:
     """What the MLflow UI can filter and group runs by: variant, overrides, commit, DVC experiment.
 
-    Runs of one `dvc exp run --queue` grid share `dvc.baseline` and `grid` (the keys it varies).
+    Runs of one `dvc exp run --queue` grid share `dvc.baseline` (the commit they branch from);
+    `varied` lists the keys a run sets away from conf/'s defaults, for filtering.
     """
     described = describe(cfg)
     changed = described["overrides"]
     tags = {
         "model": described["model"],
         "overrides": " ".join(changed) or "(defaults)",
-        "grid": ",".join(sorted(o.split("=")[0] for o in changed)) or "(defaults)",
+        "varied": ",".join(sorted(o.split("=")[0] for o in changed)) or "(defaults)",
         **git_state(),
     }
     for env, tag in (("DVC_EXP_NAME", "dvc.experiment"), ("DVC_EXP_BASELINE_REV", "dvc.baseline")):

@@ -87,6 +87,7 @@ def train(cfg: DictConfig, out: Outputs = PIPELINE, data_dir: Path = PROCESSED_D
         write_csv(out.reports / "training.csv", epochs.history)
         plots.training_curves(epochs.history, out.reports / "training.png")
         example = dataset.load(data_dir, "val").images[:5].astype("float32")
+        epochs.log_missed()
         try:
             tracking.log_artifacts(out.reports, ["training.png"])
             tracking.log_model(model, stats, example)

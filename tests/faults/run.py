@@ -135,9 +135,12 @@ class Workspace:
 
 
 def first_error(output: str) -> str:
-    for line in output.splitlines():
-        if line.startswith(("error:", "ERROR", "WARNING mnist_pipeline")):
-            return line[:150]
+    """The stage's own error line if it failed, else its first warning."""
+    lines = output.splitlines()
+    for prefixes in (("error:",), ("WARNING mnist_pipeline",)):
+        for line in lines:
+            if line.startswith(prefixes):
+                return line[:160]
     return "(no error)"
 
 
