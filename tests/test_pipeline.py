@@ -10,11 +10,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +21,7 @@ import numpy as np
 import pytest
 import yaml
 
+from servers import free_port, start_mlflow_server
 from synthetic import REPO, checksums, mirror_files, synthetic_digits
 
 pytestmark = pytest.mark.slow
@@ -194,9 +193,7 @@ def test_train_stage_with_an_unreachable_server_fails_fast_and_keeps_the_model(
     root, env = reproduced
     model = root / "models" / "model.pt"
     before = model.read_bytes()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        uri = f"http://127.0.0.1:{s.getsockname()[1]}"
+    uri = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     started = time.monotonic()
     result = subprocess.run(
         [sys.executable, "-m", "mnist_pipeline.train", "--params", "params.yaml"],
@@ -292,51 +289,14 @@ def test_hydra_sweep_is_a_parent_run_with_a_child_per_point(
     assert not (root / "models" / "model.pt").exists()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def mlflow_server(tmp_path: Path) -> Iterator[str]:
     """A real `mlflow server` on 127.0.0.1 with a SQLite backend and proxied artifacts."""
     port = free_port()
-    env = pipeline_env("") | {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    server = subprocess.Popen(
-        [
-            "mlflow",
-            "server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-            "--backend-store-uri",
-            f"sqlite:///{tmp_path / 'server.db'}",
-            "--artifacts-destination",
-            str(tmp_path / "artifacts"),
-        ],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/health", timeout=1)
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "mlflow server did not start"
-                time.sleep(0.5)
-        yield url
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    server = start_mlflow_server(tmp_path, port)
+    yield f"http://127.0.0.1:{port}"
+    server.terminate()
+    server.wait(timeout=30)
 
 
 def test_pipeline_logs_to_a_tracking_server(

@@ -15,7 +15,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,9 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests"))
+from servers import free_port, start_mlflow_server  # noqa: E402
+
 PYTHON_BIN = str(Path(sys.executable).parent)
 
 
@@ -158,47 +160,6 @@ def kill_when(path: Path, pattern: str, delay: float = 0.5) -> threading.Thread:
     return thread
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(store: Path, port: int) -> subprocess.Popen:
-    server = subprocess.Popen(
-        [
-            "mlflow",
-            "server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-            "--backend-store-uri",
-            f"sqlite:///{store / 'server.db'}",
-            "--artifacts-destination",
-            str(store / "artifacts"),
-        ],
-        env=os.environ
-        | {
-            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
-            "PATH": f"{PYTHON_BIN}{os.pathsep}{os.environ['PATH']}",
-        },
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    for _ in range(120):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            time.sleep(1)
-            return server
-        except OSError:
-            time.sleep(0.5)
-    raise RuntimeError("mlflow server did not start")
-
-
 def main() -> None:
     real = mirror_dir()
     if not (real / "train-images-idx3-ubyte.gz").is_file():
@@ -273,7 +234,7 @@ def main() -> None:
         uri = f"http://127.0.0.1:{port}"
         store = Path(tmp) / "server"
         store.mkdir()
-        server = start_server(store, port)
+        server = start_mlflow_server(store, port)
         (ws.root / "params.yaml").write_text(
             (ws.root / "params.yaml").read_text().replace("seed: 43", "seed: 44")
         )
@@ -288,7 +249,7 @@ def main() -> None:
         server.wait()
         saved = (ws.root / "models/model.pt").exists()
         epochs = len((ws.root / "reports/training.csv").read_text().splitlines()) - 1
-        server = start_server(store, port)
+        server = start_mlflow_server(store, port)
         rc2, _out2, took2 = ws.run("dvc", "repro", MLFLOW_TRACKING_URI=uri)
         runs = ws.mlflow_runs(uri)
         os.killpg(server.pid, signal.SIGKILL)
