@@ -6,6 +6,8 @@ import hashlib
 import http.server
 import logging
 import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -359,3 +361,24 @@ def test_a_damaged_file_is_fetched_again(good_mirror, tmp_path):
     (tmp_path / FIRST.name).write_bytes(b"damaged")
     download_all([FIRST], [good_mirror], tmp_path, timeout=5)
     assert (tmp_path / FIRST.name).read_bytes() == RAW[FIRST.name]
+
+
+def test_a_write_failing_midway_leaves_nothing_and_says_so(http_mirror, tmp_path):
+    """A real write failure: the file-size limit (RLIMIT_FSIZE) is hit halfway through."""
+    script = f"""
+import resource, signal, sys
+from pathlib import Path
+from mnist_pipeline.mirrors import DownloadError, RemoteFile, download_all
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # get EFBIG instead of being killed
+resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
+try:
+    download_all([RemoteFile({REMOTE[0].name!r}, {REMOTE[0].sha256!r})], [{http_mirror!r}],
+                 Path({str(tmp_path)!r}), timeout=5)
+except DownloadError as e:
+    print(e)
+    sys.exit(3)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 3, result.stderr
+    assert "failed (File too large); nothing was left half-written" in result.stdout
+    assert list(tmp_path.iterdir()) == []

@@ -123,6 +123,11 @@ def fetch(url: str, file: RemoteFile, dest: Path, timeout: float) -> None:
         raise MirrorError(f"connection lost mid-transfer ({e!r})", retry=True) from e
     except http.client.HTTPException as e:
         raise MirrorError(f"bad HTTP response ({e!r})") from e
+    except OSError as e:  # the local disk, not the mirror: another mirror would not help
+        raise DownloadError(
+            f"writing {dest} failed ({e.strerror or e}); nothing was left half-written. "
+            "Free some disk space (or check permissions) and run again."
+        ) from e
 
 
 def is_verified(path: Path, sha256: str) -> bool:
