@@ -347,3 +347,42 @@ def test_killed_training_resumes_in_the_same_mlflow_run(tmp_path: Path, http_mir
     history = (root / "reports" / "training.csv").read_text().splitlines()
     assert len(history) == 1 + 40  # the curves span the whole training, not just the resumed part
     assert not checkpoint.parent.exists()  # cleaned up once the model was saved
+
+
+def test_tracking_server_dying_mid_run_loses_no_result(tmp_path: Path, http_mirror: str) -> None:
+    root, env = make_repo(tmp_path / "repo", http_mirror)
+    run(["dvc", "repro", "preprocess"], root, env)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["trainer"]["max_epochs"] = 10
+    (root / "long.yaml").write_text(yaml.safe_dump(params))
+    train = [sys.executable, "-m", "mnist_pipeline.train", "--params", "long.yaml"]
+    port = free_port()
+    uri = f"http://127.0.0.1:{port}"
+    server = start_mlflow_server(tmp_path, port)
+
+    checkpoint = root / ".checkpoints" / "train" / "last.ckpt"
+    no_retries = {"MLFLOW_TRACKING_URI": uri, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}  # faster
+    first = subprocess.Popen(
+        train, cwd=root, env=env | no_retries, stderr=subprocess.PIPE, text=True
+    )
+    while not checkpoint.exists() and first.poll() is None:
+        time.sleep(0.05)
+    os.killpg(server.pid, 9)  # the server goes away mid-run
+    server.wait()
+    _, stderr = first.communicate(timeout=300)
+    assert first.returncode == 1
+    assert f"training finished and models/model.pt is saved, but MLflow at {uri}" in stderr
+    assert (root / "models" / "model.pt").exists()
+    assert len((root / "reports" / "training.csv").read_text().splitlines()) == 1 + 10
+
+    server = start_mlflow_server(tmp_path, port)  # back, with the same store
+    try:
+        run(train, root, env | {"MLFLOW_TRACKING_URI": uri})
+        client = mlflow.MlflowClient(uri)
+        (run_,) = runs_in_store(client)  # what was missed went into the same run
+        steps = {m.step for m in client.get_metric_history(run_.info.run_id, "val_acc")}
+        assert steps == set(range(10))
+        assert client.get_model_version_by_alias("mnist-classifier", "candidate")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
