@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import http.server
 import socket
+import threading
 import time
 from pathlib import Path
 
@@ -108,4 +110,26 @@ def test_unreachable_tracking_server_fails_fast_naming_the_uri() -> None:
     started = time.monotonic()
     with pytest.raises(TrackingError, match=f"{uri} is not answering"):
         connect(OmegaConf.create({"uri": uri, "experiment": "mnist"}))
+    assert time.monotonic() - started < 30
+
+
+def test_tracking_server_answering_errors_fails_fast_naming_the_uri() -> None:
+    class Broken(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_error(500, "broken")
+
+        do_POST = do_GET
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Broken)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    uri = f"http://127.0.0.1:{server.server_address[1]}"
+    started = time.monotonic()
+    try:
+        with pytest.raises(TrackingError, match=f"{uri} is not answering"):
+            connect(OmegaConf.create({"uri": uri, "experiment": "mnist"}))
+    finally:
+        server.shutdown()
     assert time.monotonic() - started < 30
