@@ -43,4 +43,5 @@ ui: install ## MLflow UI on 127.0.0.1 (PORT=5000) over the project's tracking st
 		--backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port $(PORT)
 
 clean: ## Remove pipeline outputs and caches (keeps .venv and mlflow.db)
-	rm -rf data/raw data/processed models/model.pt reports/confusion.png .pytest_cache .ruff_cache
+	rm -rf data/raw data/processed models/model.pt reports/*.png .checkpoints outputs multirun \
+		.pytest_cache .ruff_cache
