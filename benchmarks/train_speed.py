@@ -226,24 +226,27 @@ def main() -> None:
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "arms": summary,
     }
+    out = args.out or Path("benchmarks/results") / f"train_speed_{device.type}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+
+    def ratio(value: float | None) -> str:  # None with one epoch: it is left out as warm-up
+        return "n/a" if value is None else f"{value:.3f}"
+
     print(
         f"\n{'arm':18s} {'s/epoch':>8s} {'ratio':>6s} {'cpu ratio':>9s} {'img/s':>8s} "
         f"{'test acc':>8s}  s to 99%"
     )
     for name, row in summary.items():
         print(
-            f"{name:18s} {row['seconds_per_epoch']:8.3f} {row['ratio_to_plain']:6.3f} "
-            f"{row['cpu_ratio_to_plain']:9.3f} {row['images_per_second']:8.0f} "
+            f"{name:18s} {row['seconds_per_epoch']:8.3f} {ratio(row['ratio_to_plain']):>6s} "
+            f"{ratio(row['cpu_ratio_to_plain']):>9s} {row['images_per_second']:8.0f} "
             f"{row['test_acc']:8.4f}  {row['seconds_to_99']}"
         )
     print(
         f"peak RSS {report['peak_rss_mb']:.0f} MB, device {report['device']}, "
-        f"{report['threads']} threads"
+        f"{report['threads']} threads; wrote {out}"
     )
-    out = args.out or Path("benchmarks/results") / f"train_speed_{device.type}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

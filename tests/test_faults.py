@@ -133,3 +133,22 @@ def test_tracking_server_answering_errors_fails_fast_naming_the_uri() -> None:
     finally:
         server.shutdown()
     assert time.monotonic() - started < 30
+
+
+def test_checkpoint_naming_a_foreign_callable_is_refused(tmp_path: Path) -> None:
+    """weights_only stops pickles, but `_target_` would still be called: only our networks are."""
+    path = tmp_path / "model.pt"
+    payload = {"model": {"_target_": "os.system", "_args_": ["true"]}, "state_dict": {},
+               "normalisation": {"mean": 0.1, "std": 0.3}}  # fmt: skip
+    torch.save(payload, path)
+    with pytest.raises(checkpoint.CheckpointError, match=r"asks to build 'os\.system'"):
+        checkpoint.load(path)
+
+
+def test_relative_sqlite_uri_keeps_artifacts_beside_the_store(tmp_path: Path, monkeypatch) -> None:
+    import mlflow
+
+    monkeypatch.chdir(tmp_path)
+    connect(OmegaConf.create({"uri": "sqlite:///relative.db", "experiment": "mnist"}))
+    experiment = mlflow.get_experiment_by_name("mnist")
+    assert experiment.artifact_location == (tmp_path / "mlruns").as_uri()

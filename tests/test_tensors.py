@@ -79,3 +79,13 @@ def test_normalise_batch_shape():
     out = normalise(torch.zeros(7, 28, 28, dtype=torch.uint8), 0.1307, 0.3081)
     assert out.shape == (7, 1, 28, 28)
     torch.testing.assert_close(out, torch.full_like(out, -0.1307 / 0.3081))
+
+
+def test_ddp_shards_are_disjoint_and_equally_long():
+    images, labels = torch.zeros(103, 1, 2, 2), torch.arange(103)
+    shards = [TensorBatches(images, labels, 10, shuffle=True, seed=3, rank=r, world=4)
+              for r in range(4)]  # fmt: skip
+    seen = [torch.cat([y for _, y in shard]) for shard in shards]
+    assert {len(s) for s in seen} == {25} and {len(s) for s in shards} == {3}
+    everything = torch.cat(seen)
+    assert len(everything.unique()) == len(everything) == 100  # 103 % 4 left out, none twice

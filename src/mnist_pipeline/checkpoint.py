@@ -1,7 +1,8 @@
 """The trained model on disk: weights, the config that builds the network, and its normalisation.
 
 Only tensors and plain containers are stored, so loading goes through `torch.load(...,
-weights_only=True)` and a file from elsewhere cannot run code when opened.
+weights_only=True)`, and the network is built only if the file names one of the project's own
+classes: a file from elsewhere cannot run code when opened.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ def save(path: Path, model: nn.Module, model_cfg: dict[str, Any], stats: dict[st
         torch.save(payload, tmp)
 
 
+NETWORKS = ("mnist_pipeline.models.MLP", "mnist_pipeline.models.ConvNet")
+
+
 class CheckpointError(ValueError):
     """A model file that is not one of ours, or that could run code when unpickled."""
 
@@ -45,6 +49,13 @@ def load(path: Path) -> tuple[nn.Module, dict[str, float]]:
         or not {"model", "state_dict", "normalisation"} <= payload.keys()
     ):
         raise CheckpointError(f"{path} is not a model saved by this project's train stage")
-    model = instantiate(payload["model"])
+    spec = payload["model"]
+    nested = any(isinstance(value, dict) for value in spec.values())
+    if spec.get("_target_") not in NETWORKS or nested or "_args_" in spec:
+        # instantiate() calls whatever `_target_` names: build only the project's own networks
+        raise CheckpointError(
+            f"{path} asks to build {spec.get('_target_')!r}, which is not one of {NETWORKS}"
+        )
+    model = instantiate(spec)
     model.load_state_dict(payload["state_dict"])
     return model.eval(), payload["normalisation"]

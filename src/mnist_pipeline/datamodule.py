@@ -26,7 +26,7 @@ class MNISTDataModule(pl.LightningDataModule):
     def setup(self, stage: str) -> None:
         stats = dataset.load_stats(self.data_dir)
         device = self.trainer.strategy.root_device if self.trainer else None
-        names = ("train", "val") if stage == "fit" else (stage,)
+        names = {"fit": ("train", "val"), "validate": ("val",)}[stage]
         self.splits = {
             name: tuple(t.to(device) for t in load_split(self.data_dir, name, stats))
             for name in names

@@ -24,8 +24,9 @@ OmegaConf.register_new_resolver("uniq", lambda: secrets.token_hex(3), use_cache=
 
 
 @hydra.main(config_path=str(CONF_DIR.resolve()), config_name="config", version_base="1.3")
-def main(cfg: DictConfig) -> float:
+def main(cfg: DictConfig) -> float | None:
     out = Outputs.under(Path(HydraConfig.get().runtime.output_dir))
     check(cfg)
-    train(cfg, out)
-    return evaluate(cfg, out)
+    if train(cfg, out):  # under DDP, rank 0 alone evaluates
+        return evaluate(cfg, out)
+    return None

@@ -53,8 +53,10 @@ class Classifier(pl.LightningModule):
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         x, y = batch
         logits = self(x)
-        self.log("val_loss", F.cross_entropy(logits, y), batch_size=len(y))
-        self.log("val_acc", (logits.argmax(1) == y).float().mean(), batch_size=len(y))
+        self.log("val_loss", F.cross_entropy(logits, y), batch_size=len(y), sync_dist=True)
+        self.log(
+            "val_acc", (logits.argmax(1) == y).float().mean(), batch_size=len(y), sync_dist=True
+        )
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(self.parameters())

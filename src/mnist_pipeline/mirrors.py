@@ -14,6 +14,7 @@ import hashlib
 import http.client
 import logging
 import os
+import ssl
 import sys
 import time
 import urllib.error
@@ -123,7 +124,9 @@ def fetch(url: str, file: RemoteFile, dest: Path, timeout: float) -> None:
         raise MirrorError(f"connection lost mid-transfer ({e!r})", retry=True) from e
     except http.client.HTTPException as e:
         raise MirrorError(f"bad HTTP response ({e!r})") from e
-    except OSError as e:  # the local disk, not the mirror: another mirror would not help
+    except ssl.SSLError as e:  # an OSError too, but the mirror's side
+        raise MirrorError(f"TLS error ({e})", retry=True) from e
+    except OSError as e:  # what is left is the local disk: another mirror would not help
         raise DownloadError(
             f"writing {dest} failed ({e.strerror or e}); nothing was left half-written. "
             "Free some disk space (or check permissions) and run again."

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytorch_lightning as pl
 
-from mnist_pipeline.atomic import atomic_path, write_json
+from mnist_pipeline.atomic import write_json
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,10 @@ class Resume:
 
     @staticmethod
     def fingerprint_of(*parts: str) -> str:
-        return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+        """Of the given parts (config, data hash) and of the package's code: a checkpoint made by
+        other code is not resumed."""
+        code = [p.read_bytes() for p in sorted(Path(__file__).parent.glob("*.py"))]
+        return hashlib.sha256(b"\0".join([*(p.encode() for p in parts), *code])).hexdigest()
 
     def find(self) -> Interrupted | None:
         """The checkpoint and run of an interrupted training of this very config, if any."""
@@ -54,11 +58,18 @@ class Resume:
 
 
 class EpochCheckpoint(pl.Callback):
-    """Save the whole training state after every epoch, atomically."""
+    """Save the whole training state after every epoch, atomically.
+
+    Every process calls it: under DDP `save_checkpoint` is collective (rank 0 writes, all wait).
+    """
 
     def __init__(self, resume: Resume) -> None:
         self.resume = resume
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        with atomic_path(self.resume.checkpoint) as tmp:
-            trainer.save_checkpoint(tmp)
+        partial = self.resume.checkpoint.with_suffix(".ckpt.partial")
+        trainer.save_checkpoint(partial)
+        if trainer.is_global_zero:
+            os.replace(
+                partial, self.resume.checkpoint
+            )  # a kill mid-write leaves the last one whole

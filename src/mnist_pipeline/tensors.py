@@ -30,7 +30,8 @@ class TensorBatches:
     """An iterable of (images, labels) batches, sliced on whatever device the tensors live on.
 
     With `shuffle`, each pass draws a fresh seeded permutation; with `world > 1`, this process
-    takes every `world`-th example of it starting at `rank`, as a `DistributedSampler` would.
+    takes every `world`-th example of it starting at `rank`, the last `n % world` examples left
+    out so that every process runs the same number of batches (DDP would wait forever otherwise).
     """
 
     def __init__(
@@ -53,7 +54,7 @@ class TensorBatches:
         self.generator = torch.Generator().manual_seed(seed)
 
     def __len__(self) -> int:
-        return -(-len(range(self.rank, len(self.labels), self.world)) // self.batch_size)
+        return -(-(len(self.labels) // self.world) // self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         n = len(self.labels)
@@ -63,7 +64,8 @@ class TensorBatches:
                 yield self.images[start:end], self.labels[start:end]
             return
         order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
-        order = order[self.rank :: self.world].to(self.labels.device)
+        even = n - n % self.world
+        order = order[:even][self.rank :: self.world].to(self.labels.device)
         for start in range(0, len(order), self.batch_size):
             index = order[start : start + self.batch_size]
             yield self.images[index], self.labels[index]

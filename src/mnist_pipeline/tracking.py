@@ -86,7 +86,7 @@ def connect(tracking: DictConfig) -> None:
             ) from e
     if uri.startswith("sqlite:///") and mlflow.get_experiment_by_name(tracking.experiment) is None:
         # Artifacts beside the database, wherever the first run happens to execute.
-        artifacts = Path(uri.removeprefix("sqlite:///")).parent / "mlruns"
+        artifacts = Path(uri.removeprefix("sqlite:///")).resolve().parent / "mlruns"
         with contextlib.suppress(mlflow.exceptions.MlflowException):  # a concurrent run made it
             mlflow.create_experiment(tracking.experiment, artifact_location=artifacts.as_uri())
     mlflow.set_experiment(tracking.experiment)
@@ -154,9 +154,9 @@ def new_run(
 
     With `resume_id`, reopen that run instead (an interrupted training going on). Under a Hydra
     sweep the run nests under the sweep's parent run. DDP's extra processes (Lightning starts
-    them with LOCAL_RANK set) track nothing.
+    them with RANK or LOCAL_RANK set) track nothing.
     """
-    if os.environ.get("LOCAL_RANK", "0") != "0":
+    if os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) != "0":
         yield None
         return
     connect(cfg.tracking)

@@ -54,9 +54,10 @@ def build(cfg: DictConfig, data_dir: Path, callbacks: list[pl.Callback]) -> Fit:
     return Fit(trainer, module, datamodule)
 
 
-def train(cfg: DictConfig, out: Outputs = PIPELINE, data_dir: Path = PROCESSED_DIR) -> None:
+def train(cfg: DictConfig, out: Outputs = PIPELINE, data_dir: Path = PROCESSED_DIR) -> bool:
     """Fit `cfg.model` inside a new MLflow run; save the weights with what rebuilds them, and the
-    per-epoch curves (`training.csv` for `dvc plots`, `training.png` for MLflow)."""
+    per-epoch curves (`training.csv` for `dvc plots`, `training.png` for MLflow). Returns whether
+    this process wrote them (under DDP, only rank 0 does)."""
     # Imported here so that `build` also works where MLflow is not installed (a bare GPU box).
     from mnist_pipeline import plots, tracking
     from mnist_pipeline.callbacks import EpochMetrics
@@ -73,14 +74,15 @@ def train(cfg: DictConfig, out: Outputs = PIPELINE, data_dir: Path = PROCESSED_D
     with tracking.new_run(cfg, data_dir, out.run_file, resume_id) as run_id:  # before seeding
         epochs = EpochMetrics()
         callbacks: list[pl.Callback] = [epochs]
-        if resume and run_id:
-            resume.start(run_id)
+        if resume:
+            if run_id:  # the process that tracks (rank 0) notes the run
+                resume.start(run_id)
             callbacks.append(EpochCheckpoint(resume))
         fit = build(cfg, data_dir, callbacks)
         ckpt = interrupted.checkpoint if interrupted else None
         fit.trainer.fit(fit.module, datamodule=fit.datamodule, ckpt_path=ckpt)
         if not fit.trainer.is_global_zero:
-            return
+            return False
         model = fit.module.model.cpu()
         stats = dataset.load_stats(data_dir)
         checkpoint.save(out.model, model, OmegaConf.to_container(cfg.model, resolve=True), stats)
@@ -104,6 +106,7 @@ def train(cfg: DictConfig, out: Outputs = PIPELINE, data_dir: Path = PROCESSED_D
             )
         if resume:
             resume.done()
+    return True
 
 
 def write_csv(path: Path, rows: list[dict[str, float]]) -> None:

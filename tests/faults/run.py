@@ -8,6 +8,7 @@ MNIST_MIRROR pointing at a folder of the four MNIST .gz files.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import http.server
@@ -146,18 +147,24 @@ def first_error(output: str) -> str:
     return "(no error)"
 
 
-def kill_when(path: Path, pattern: str, delay: float = 0.5) -> threading.Thread:
-    """SIGKILL the process whose command line holds `pattern` once `path` exists."""
+def kill_when(path: Path, pattern: str, cwd: Path) -> threading.Event:
+    """SIGKILL the processes running in `cwd` whose command line holds `pattern`, once `path`
+    exists; set the returned event to give up."""
+    stop = threading.Event()
 
     def watch() -> None:
         while not path.exists():
-            time.sleep(0.05)
-        time.sleep(delay)
-        subprocess.run(["pkill", "-KILL", "-f", pattern], check=False)
+            if stop.wait(0.05):
+                return
+        time.sleep(0.5)
+        found = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout
+        for pid in found.split():
+            with contextlib.suppress(OSError):  # gone already, or not ours to read
+                if Path(f"/proc/{pid}/cwd").resolve() == cwd.resolve():
+                    os.kill(int(pid), signal.SIGKILL)
 
-    thread = threading.Thread(target=watch, daemon=True)
-    thread.start()
-    return thread
+    threading.Thread(target=watch, daemon=True).start()
+    return stop
 
 
 def main() -> None:
@@ -213,8 +220,11 @@ def main() -> None:
         (ws.root / "params.yaml").write_text(
             (ws.root / "params.yaml").read_text().replace("seed: 42", "seed: 43")
         )
-        kill_when(ws.root / ".checkpoints/train/last.ckpt", "mnist_pipeline.train --params")
+        watcher = kill_when(
+            ws.root / ".checkpoints/train/last.ckpt", "mnist_pipeline.train --params", ws.root
+        )
         rc1, out1, took1 = ws.run("dvc", "repro")
+        watcher.set()
         rc2, _, took2 = ws.run("dvc", "repro")
         runs = ws.mlflow_runs(f"sqlite:///{ws.root / 'mlflow.db'}")
         resumed = [r for r in runs if r.data.tags.get("resumed") == "true"]
