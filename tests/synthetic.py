@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-from pathlib import Path
 
 import numpy as np
 
 from mnist_pipeline import idx
 
-REPO = Path(__file__).resolve().parents[1]
 NAMES = {
     "train_images": "train-images-idx3-ubyte",
     "train_labels": "train-labels-idx1-ubyte",

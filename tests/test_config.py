@@ -13,7 +13,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from mnist_pipeline.config import compose, flatten, to_yaml
-from synthetic import REPO
+from workspace import REPO
 
 CONF = REPO / "conf"
 PACKAGE = REPO / "src" / "mnist_pipeline"

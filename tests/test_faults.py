@@ -18,7 +18,8 @@ from mnist_pipeline.config import compose
 from mnist_pipeline.models import ConvNet
 from mnist_pipeline.tracking import TrackingError, connect
 from mnist_pipeline.train import build, check
-from synthetic import REPO, synthetic_digits
+from synthetic import synthetic_digits
+from workspace import REPO
 
 CONF = REPO / "conf"
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -22,7 +21,8 @@ import pytest
 import yaml
 
 from servers import free_port, start_mlflow_server
-from synthetic import REPO, checksums, mirror_files, synthetic_digits
+from synthetic import checksums, mirror_files, synthetic_digits
+from workspace import clean_env, commit, copy_repo
 
 pytestmark = pytest.mark.slow
 
@@ -46,46 +46,15 @@ def run(cmd: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedP
     return result
 
 
-def pipeline_env(mirror: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
-    env |= {
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}",
-        "MNIST_MIRROR": mirror,
-        "DVC_NO_ANALYTICS": "1",
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-        "GIT_AUTHOR_NAME": "test",
-        "GIT_AUTHOR_EMAIL": "test@example.com",
-        "GIT_COMMITTER_NAME": "test",
-        "GIT_COMMITTER_EMAIL": "test@example.com",
-    }
-    return env
-
-
 def make_repo(dest: Path, mirror: str) -> Repo:
     """A git + DVC repo with the project's files as a clone has them, set up for synthetic data."""
-    listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split("\0")
-    for name in filter(None, listed):
-        if (REPO / name).is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / name, dest / name)
+    copy_repo(dest)
     with open(dest / "conf" / "config.yaml", "a") as f:
         f.write("\n# test settings\n" + yaml.safe_dump(TINY))
-    env = pipeline_env(mirror)
+    env = clean_env(MNIST_MIRROR=mirror)
     run([sys.executable, "-m", "mnist_pipeline.config"], dest, env)
-    run(["git", "init", "-q"], dest, env)
     commit(dest, env, "baseline")
     return dest, env
-
-
-def commit(root: Path, env: dict[str, str], message: str) -> None:
-    run(["git", "add", "-A"], root, env)
-    run(["git", "commit", "-qm", message], root, env)
 
 
 def client_for(root: Path) -> mlflow.MlflowClient:

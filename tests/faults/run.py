@@ -14,7 +14,6 @@ import hashlib
 import http.server
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -29,8 +28,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests"))
 from servers import free_port, start_mlflow_server  # noqa: E402
-
-PYTHON_BIN = str(Path(sys.executable).parent)
+from workspace import clean_env, commit, copy_repo  # noqa: E402
 
 
 def mirror_dir() -> Path:
@@ -82,26 +80,9 @@ class Workspace:
     """A fresh clone-like copy of the repo, with its own git history and MLflow store."""
 
     def __init__(self, root: Path) -> None:
-        self.root = root
-        listed = subprocess.run(
-            ["git", "ls-files", "-z"], cwd=REPO, capture_output=True, text=True, check=True
-        ).stdout
-        for name in filter(None, listed.split("\0")):
-            (root / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / name, root / name)
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
-        self.env |= {
-            "PATH": f"{PYTHON_BIN}{os.pathsep}{self.env['PATH']}",
-            "DVC_NO_ANALYTICS": "1",
-            "MLFLOW_DISABLE_TELEMETRY": "true",
-            "GIT_AUTHOR_NAME": "faults",
-            "GIT_AUTHOR_EMAIL": "faults@example.com",
-            "GIT_COMMITTER_NAME": "faults",
-            "GIT_COMMITTER_EMAIL": "faults@example.com",
-        }
-        self.env.pop("MNIST_MIRROR", None)
-        for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "x"]):
-            subprocess.run(cmd, cwd=root, env=self.env, check=True, capture_output=True)
+        self.root = copy_repo(root)
+        self.env = clean_env()
+        commit(root, self.env, "baseline")
 
     def set_mirrors(self, *urls: str) -> None:
         path = self.root / "params.yaml"
