@@ -1,8 +1,13 @@
 """The Lightning module: any `nn.Module` classifier trained with cross-entropy.
 
-Metrics are per epoch. The training loss is summed on the device and handed to `self.log` once, on
-the epoch's last batch: each `self.log` call costs about 1 ms of Lightning bookkeeping, as much as
-a LeNet-5 convolution, and no step should pay for a host sync.
+A LeNet-5 step is short (about 9 ms on 2 CPU cores, under 3 ms on a GPU), so every step here does
+only what a hand-written loop would:
+- The optimization is written out (Lightning's manual optimization). Automatic optimization wraps
+  each step in a closure, divides the loss by the accumulation factor and keeps a detached copy of
+  it: about 0.15 ms of Python and three extra GPU kernels a step.
+- Metrics are per epoch. The training loss is summed on the device and handed to `self.log` once,
+  on the epoch's last batch: each `self.log` call costs about 1 ms of Lightning bookkeeping, and no
+  step should pay for a host sync.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ class Classifier(pl.LightningModule):
     ) -> None:
         super().__init__()
         self.model, self.optimizer_factory, self.scheduler_factory = model, optimizer, scheduler
+        self.automatic_optimization = False
 
     def forward(self, x: Tensor) -> Tensor:
         return self.model(x)
@@ -34,10 +40,16 @@ class Classifier(pl.LightningModule):
     def on_train_epoch_start(self) -> None:
         self.loss_sum, self.seen = torch.zeros((), device=self.device), 0
 
-    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
+    def training_step(self, batch: Batch, batch_idx: int) -> None:
         x, y = batch
         loss = F.cross_entropy(self(x), y)
-        self.loss_sum += loss.detach() * len(y)
+        optimizer = self.optimizers()
+        optimizer.zero_grad()
+        self.manual_backward(loss)
+        optimizer.step()
+        if self.scheduler_factory is not None:
+            self.lr_schedulers().step()
+        self.loss_sum.add_(loss.detach(), alpha=len(y))
         self.seen += len(y)
         if batch_idx == self.trainer.num_training_batches - 1:
             mean = self.loss_sum / self.seen
@@ -48,7 +60,6 @@ class Classifier(pl.LightningModule):
                     f"model diverged. Lower optimizer.lr (the rate was {lr:.3g} when it did)."
                 )
             self.log("train_loss", mean, on_step=False, on_epoch=True)
-        return loss
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         x, y = batch
@@ -65,7 +76,4 @@ class Classifier(pl.LightningModule):
         scheduler = self.scheduler_factory(
             optimizer, total_steps=self.trainer.estimated_stepping_batches
         )
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
-        }
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}  # stepped by training_step
