@@ -29,8 +29,8 @@ test: install ## Run the test suite
 	python -m pytest
 
 lint: install ## Check style with ruff
-	ruff check src tests
-	ruff format --check src tests
+	ruff check src tests benchmarks
+	ruff format --check src tests benchmarks
 
 bench: install ## Lightning path vs a plain PyTorch loop, CPU (needs data/processed: make repro)
 	python benchmarks/train_speed.py --tracking --rounds 3

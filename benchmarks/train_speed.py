@@ -1,9 +1,13 @@
 """How much does the project's Lightning path cost over a minimal plain-PyTorch loop?
 
 One process trains the same model on the same data with the same batches, optimizer and schedule
-two ways (three with `--tracking`), alternating whole runs (A B A B ...) so machine drift hits both,
-and prints seconds per epoch, their ratio, images/s, peak RSS and test accuracy after every epoch.
-Results also go to a JSON file. Needs data/processed (`dvc repro preprocess`).
+two ways (three with `--tracking`), and prints seconds per epoch, their ratio, images/s, peak RSS
+and test accuracy after every epoch. Results also go to a JSON file. Needs data/processed
+(`dvc repro preprocess`).
+
+The two run in lockstep: each Lightning epoch is followed at once by one epoch of the plain loop,
+and the ratio is the median over those pairs. The epochs of a pair run seconds apart, so a busy
+neighbour on a shared machine slows both; alternating whole runs let a burst of load land on one.
 
     python benchmarks/train_speed.py                        # CPU, the default config (lenet5)
     python benchmarks/train_speed.py --tracking             # + Lightning with MLflow logging
@@ -20,7 +24,6 @@ import resource
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -70,57 +73,89 @@ class Clock:
         self.accuracy.append((logits.argmax(1).cpu() == labels).float().mean().item())
 
 
-class LightningClock(pl.Callback):
-    def __init__(self, clock: Clock) -> None:
-        self.clock = clock
-
-    def on_train_epoch_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-        self.clock.start()
-
-    def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-        self.clock.stop(module.model)
+def random_state(device: torch.device) -> tuple[Tensor, Tensor | None]:
+    cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+    return torch.get_rng_state(), cuda
 
 
-def plain_loop(cfg: DictConfig, clock: Clock) -> None:
-    """What the Lightning path does, written out: seeded build, batches, schedule, validation."""
-    pl.seed_everything(cfg.seed, verbose=False)
-    device = clock.device
-    model = instantiate(cfg.model).to(device)
-    optimizer = instantiate(cfg.optimizer)(model.parameters())
-    stats = dataset.load_stats(DATA)
-    train = TensorBatches(
-        *(t.to(device) for t in load_split(DATA, "train", stats)),
-        cfg.data.batch_size,
-        shuffle=True,
-        seed=cfg.seed,
-    )
-    val = TensorBatches(
-        *(t.to(device) for t in load_split(DATA, "val", stats)), cfg.data.eval_batch_size
-    )
-    epochs = cfg.trainer.max_epochs
-    scheduler = instantiate(cfg.scheduler)(optimizer, total_steps=epochs * len(train))
-    bf16 = str(cfg.trainer.precision).startswith("bf16")
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
-    for _ in range(epochs):
-        clock.start()
+def set_random_state(device: torch.device, state: tuple[Tensor, Tensor | None]) -> None:
+    torch.set_rng_state(state[0])
+    if state[1] is not None:
+        torch.cuda.set_rng_state(state[1], device)
+
+
+class PlainLoop:
+    """What the Lightning path does, written out: seeded build, batches, schedule, validation.
+    One epoch per `epoch()` call, so that its epochs can interleave with Lightning's; it keeps a
+    random stream of its own (dropout, augmentation), as if it ran alone."""
+
+    def __init__(self, cfg: DictConfig, device: torch.device) -> None:
+        pl.seed_everything(cfg.seed, verbose=False)
+        self.model, self.device = instantiate(cfg.model).to(device), device
+        self.optimizer = instantiate(cfg.optimizer)(self.model.parameters())
+        stats = dataset.load_stats(DATA)
+        self.train = TensorBatches(
+            *(t.to(device) for t in load_split(DATA, "train", stats)),
+            cfg.data.batch_size,
+            shuffle=True,
+            seed=cfg.seed,
+        )
+        self.val = TensorBatches(
+            *(t.to(device) for t in load_split(DATA, "val", stats)), cfg.data.eval_batch_size
+        )
+        total_steps = cfg.trainer.max_epochs * len(self.train)
+        self.scheduler = instantiate(cfg.scheduler)(self.optimizer, total_steps=total_steps)
+        bf16 = str(cfg.trainer.precision).startswith("bf16")
+        self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+        self.random = random_state(device)
+
+    def epoch(self) -> None:
+        outside = random_state(self.device)
+        set_random_state(self.device, self.random)
+        try:
+            self._train_and_validate()
+        finally:
+            self.random = random_state(self.device)
+            set_random_state(self.device, outside)
+
+    def _train_and_validate(self) -> None:
+        model, optimizer = self.model, self.optimizer
         model.train()
-        for x, y in train:
-            with autocast:
+        for x, y in self.train:
+            with self.autocast:
                 loss = F.cross_entropy(model(x), y)
-            optimizer.zero_grad(set_to_none=True)
+            optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            scheduler.step()
+            self.scheduler.step()
         model.eval()
-        with torch.inference_mode(), autocast:
-            for x, y in val:
+        with torch.inference_mode(), self.autocast:
+            for x, y in self.val:
                 F.cross_entropy(model(x), y)
-        clock.stop(model)
 
 
-def lightning_path(cfg: DictConfig, clock: Clock, tracked: bool) -> None:
-    """The project's own training path (`mnist_pipeline.train.build`), optionally tracked."""
-    callbacks: list[pl.Callback] = [LightningClock(clock)]
+class Lockstep(pl.Callback):
+    """Times each Lightning epoch (training and validation), then runs one plain epoch on its own
+    clock. Listed last, so the epoch's other callbacks (MLflow logging) count as Lightning's."""
+
+    def __init__(self, lightning: Clock, plain: Clock, loop: PlainLoop) -> None:
+        self.lightning, self.plain, self.loop = lightning, plain, loop
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        self.lightning.start()
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        self.lightning.stop(module.model)
+        self.plain.start()
+        self.loop.epoch()
+        self.plain.stop(self.loop.model)
+
+
+def lockstep(cfg: DictConfig, lightning: Clock, plain: Clock, tracked: bool) -> None:
+    """The project's own training path (`mnist_pipeline.train.build`), optionally tracked, with a
+    plain loop taking an epoch after each of its epochs."""
+    loop = PlainLoop(cfg, plain.device)  # seeded like `build`: both start from the same weights
+    callbacks: list[pl.Callback] = [Lockstep(lightning, plain, loop)]
     with tempfile.TemporaryDirectory() as store, contextlib.ExitStack() as stack:
         if tracked:
             import mlflow
@@ -146,8 +181,8 @@ def seconds_to(target: float, clock: Clock) -> float | None:
 
 
 def paired_ratio(runs: list[Clock], baseline: list[Clock], field: str) -> float | None:
-    """Median over epoch i of round r against the baseline's epoch i of round r (drift cancels
-    in pairs), first epochs left out."""
+    """Median over epoch i of run r against its plain partner's epoch i (drift cancels in
+    pairs), first epochs left out."""
     pairs = [
         mine / base
         for run, plain in zip(runs, baseline, strict=True)
@@ -156,20 +191,10 @@ def paired_ratio(runs: list[Clock], baseline: list[Clock], field: str) -> float 
     return statistics.median(pairs) if pairs else None
 
 
-def rounds(
-    arms: dict[str, Callable[[Clock], None]], n: int, make_clock: Callable[[], Clock]
-) -> Iterator[tuple[str, Clock]]:
-    for _ in range(n):
-        for name, run in arms.items():
-            clock = make_clock()
-            run(clock)
-            yield name, clock
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. trainer=gpu")
-    parser.add_argument("--rounds", type=int, default=2, help="A B pairs of whole runs")
+    parser.add_argument("--rounds", type=int, default=2, help="lockstep runs per Lightning arm")
     parser.add_argument("--tracking", action="store_true", help="also time Lightning + MLflow")
     parser.add_argument("--out", type=Path, help="JSON results (default benchmarks/results/...)")
     args = parser.parse_intermixed_args()
@@ -179,21 +204,22 @@ def main() -> None:
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     test = load_split(DATA, "test", dataset.load_stats(DATA))
-    arms: dict[str, Callable[[Clock], None]] = {
-        "plain": lambda clock: plain_loop(cfg, clock),
-        "lightning": lambda clock: lightning_path(cfg, clock, tracked=False),
-    }
-    if args.tracking:
-        arms["lightning+mlflow"] = lambda clock: lightning_path(cfg, clock, tracked=True)
-
-    results: dict[str, list[Clock]] = {name: [] for name in arms}
-    for name, clock in rounds(arms, args.rounds, lambda: Clock(device, test)):
-        results[name].append(clock)
-        print(
-            f"{name:18s} s/epoch {[round(s, 2) for s in clock.seconds]} "
-            f"test acc {[round(a, 4) for a in clock.accuracy]}",
-            flush=True,
-        )
+    arms = ["lightning", "lightning+mlflow"] if args.tracking else ["lightning"]
+    results: dict[str, list[Clock]] = {name: [] for name in ["plain", *arms]}
+    partners: dict[str, list[Clock]] = {"plain": results["plain"]}  # each arm's plain epochs
+    for _ in range(args.rounds):
+        for name in arms:
+            mine, plain = Clock(device, test), Clock(device, test)
+            lockstep(cfg, mine, plain, tracked=name == "lightning+mlflow")
+            results[name].append(mine)
+            results["plain"].append(plain)
+            partners.setdefault(name, []).append(plain)
+            for label, clock in ((name, mine), ("plain", plain)):
+                print(
+                    f"{label:18s} s/epoch {[round(s, 2) for s in clock.seconds]} "
+                    f"test acc {[round(a, 4) for a in clock.accuracy]}",
+                    flush=True,
+                )
 
     n_train = dataset.load_stats(DATA)["counts"]["train"]
     summary = {}
@@ -210,9 +236,9 @@ def main() -> None:
             "seconds_to_99": [seconds_to(0.99, c) for c in clocks],
         }
     for name in summary:
-        summary[name]["ratio_to_plain"] = paired_ratio(results[name], results["plain"], "seconds")
+        summary[name]["ratio_to_plain"] = paired_ratio(results[name], partners[name], "seconds")
         summary[name]["cpu_ratio_to_plain"] = paired_ratio(
-            results[name], results["plain"], "cpu_seconds"
+            results[name], partners[name], "cpu_seconds"
         )
     report = {
         "config": args.overrides,
