@@ -12,7 +12,7 @@ from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from mnist_pipeline.config import compose, flatten, to_yaml
+from mnist_pipeline.config import compose, describe, flatten, to_yaml
 from workspace import REPO
 
 CONF = REPO / "conf"
@@ -67,6 +67,29 @@ def test_overrides_reach_the_composition() -> None:
     assert cfg.optimizer.lr == 0.01
     assert cfg.scheduler.max_lr == 0.01  # interpolation resolved, as DVC resolves it
     assert cfg.trainer.max_epochs == 2
+
+
+@pytest.mark.parametrize(
+    ("overrides", "described"),
+    [
+        ([], []),
+        (["model=cnn", "optimizer.lr=0.01"], ["model=cnn", "optimizer.lr=0.01"]),
+        # closest to trainer=cpu, with keys that cpu lacks: they are added, not set
+        (["trainer=gpu", "trainer.precision=32-true", "trainer.benchmark=false"], None),
+        (["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"], None),
+    ],
+)
+def test_describe_reads_back_overrides_that_compose_the_same_config(
+    overrides: list[str], described: list[str] | None
+) -> None:
+    """What MLflow tags a run with (DVC hands the stage only params.yaml) is a Hydra command line
+    that rebuilds its config."""
+    cfg = compose(overrides, conf_dir=CONF)
+    read_back = describe(cfg, CONF)["overrides"]
+    if described is not None:
+        assert read_back == described
+    again = compose(read_back, conf_dir=CONF)
+    assert OmegaConf.to_container(again, resolve=True) == OmegaConf.to_container(cfg, resolve=True)
 
 
 @pytest.mark.parametrize(

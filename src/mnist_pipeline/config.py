@@ -104,9 +104,11 @@ def _choices(conf_dir: Path) -> tuple[dict[str, str], dict[str, list[str]]]:
 
 
 def _differences(left: Mapping[str, Any], right: Mapping[str, Any]) -> list[str]:
+    """The Hydra overrides that turn `right` into `left`: set a key, add one (`+key=`), or
+    delete one (`~key`)."""
     a, b = flatten(left), flatten(right)
     return [
-        f"{key}={a[key]}".replace(" ", "") if key in a else f"~{key}"
+        f"{'' if key in b else '+'}{key}={a[key]}".replace(" ", "") if key in a else f"~{key}"
         for key in sorted(a.keys() | b.keys())
         if a.get(key, object()) != b.get(key, object())
     ]
