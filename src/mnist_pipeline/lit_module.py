@@ -59,7 +59,7 @@ class Classifier(pl.LightningModule):
                     f"the training loss became {mean.item()} in epoch {self.current_epoch}: the "
                     f"model diverged. Lower optimizer.lr (the rate was {lr:.3g} when it did)."
                 )
-            self.log("train_loss", mean, on_step=False, on_epoch=True)
+            self.log("train_loss", mean, on_step=False, on_epoch=True, sync_dist=True)
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         x, y = batch
