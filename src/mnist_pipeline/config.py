@@ -18,6 +18,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 PARAMS_FILE = Path("params.yaml")
+CONF_DIR = Path("conf")
 # Values that must be positive numbers: a typo here would otherwise surface deep inside a run.
 POSITIVE = {
     "seed": int,
@@ -41,9 +42,6 @@ def check_values(cfg: DictConfig) -> None:
                 f"{key}={value!r} must be a {'non-negative' if key == 'seed' else 'positive'} "
                 f"{kind.__name__}"
             )
-
-
-CONF_DIR = Path("conf")
 
 
 def load_params(path: str | Path = PARAMS_FILE) -> DictConfig:

@@ -41,10 +41,10 @@ def per_layer(value: T | Sequence[T], layers: int, knob: str) -> list[T]:
     return values
 
 
-def padding_amount(padding: str, kernel_size: int, knob: str = "padding") -> int:
+def padding_amount(padding: str, kernel_size: int) -> int:
     """The tutorial's padding modes: SAME keeps the size (stride 1), VALID adds none, FULL k-1."""
     amounts = {"same": (kernel_size - 1) // 2, "valid": 0, "full": kernel_size - 1}
-    return choose(amounts, padding, knob)
+    return choose(amounts, padding, "padding")
 
 
 def conv_output_size(size: int, kernel_size: int, padding: int, stride: int) -> int:

@@ -69,7 +69,5 @@ class EpochCheckpoint(pl.Callback):
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         partial = self.resume.checkpoint.with_suffix(".ckpt.partial")
         trainer.save_checkpoint(partial)
-        if trainer.is_global_zero:
-            os.replace(
-                partial, self.resume.checkpoint
-            )  # a kill mid-write leaves the last one whole
+        if trainer.is_global_zero:  # a kill mid-write leaves the last one whole
+            os.replace(partial, self.resume.checkpoint)

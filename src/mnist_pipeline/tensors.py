@@ -44,12 +44,8 @@ class TensorBatches:
         rank: int = 0,
         world: int = 1,
     ) -> None:
-        self.images, self.labels, self.batch_size, self.shuffle = (
-            images,
-            labels,
-            batch_size,
-            shuffle,
-        )
+        self.images, self.labels = images, labels
+        self.batch_size, self.shuffle = batch_size, shuffle
         self.rank, self.world = rank, world
         self.generator = torch.Generator().manual_seed(seed)
 
