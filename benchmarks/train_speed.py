@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import platform
 import resource
 import statistics
@@ -34,6 +33,7 @@ from omegaconf import DictConfig
 from torch import Tensor, nn
 
 from mnist_pipeline import dataset
+from mnist_pipeline.atomic import write_json
 from mnist_pipeline.config import compose
 from mnist_pipeline.evaluation import predict
 from mnist_pipeline.tensors import TensorBatches, load_split
@@ -206,14 +206,14 @@ def main() -> None:
     test = load_split(DATA, "test", dataset.load_stats(DATA))
     arms = ["lightning", "lightning+mlflow"] if args.tracking else ["lightning"]
     results: dict[str, list[Clock]] = {name: [] for name in ["plain", *arms]}
-    partners: dict[str, list[Clock]] = {"plain": results["plain"]}  # each arm's plain epochs
+    partners = {name: [] for name in arms} | {"plain": results["plain"]}  # each arm's plain runs
     for _ in range(args.rounds):
         for name in arms:
             mine, plain = Clock(device, test), Clock(device, test)
             lockstep(cfg, mine, plain, tracked=name == "lightning+mlflow")
             results[name].append(mine)
             results["plain"].append(plain)
-            partners.setdefault(name, []).append(plain)
+            partners[name].append(plain)
             for label, clock in ((name, mine), ("plain", plain)):
                 print(
                     f"{label:18s} s/epoch {[round(s, 2) for s in clock.seconds]} "
@@ -253,8 +253,7 @@ def main() -> None:
         "arms": summary,
     }
     out = args.out or Path("benchmarks/results") / f"train_speed_{device.type}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
+    write_json(out, report)
 
     def ratio(value: float | None) -> str:  # None with one epoch: it is left out as warm-up
         return "n/a" if value is None else f"{value:.3f}"
