@@ -64,12 +64,17 @@ def make_split(n, value, seed):
     return Split(images, (np.arange(n) % 10).astype(np.int64))
 
 
-def test_save_load_round_trip(tmp_path):
-    splits = {
+@pytest.fixture
+def splits():
+    """Train pixels half 0, val and test pixels half 255: statistics that leaked would show."""
+    return {
         "train": make_split(30, 0, seed=1),
         "val": make_split(10, 255, seed=2),
         "test": make_split(20, 255, seed=3),
     }
+
+
+def test_save_load_round_trip(tmp_path, splits):
     dataset.save(splits, tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "stats.json",
@@ -85,12 +90,7 @@ def test_save_load_round_trip(tmp_path):
         np.testing.assert_array_equal(loaded.labels, split.labels)
 
 
-def test_stats_come_from_train_only(tmp_path):
-    splits = {
-        "train": make_split(30, 0, seed=1),
-        "val": make_split(10, 255, seed=2),
-        "test": make_split(20, 255, seed=3),
-    }
+def test_stats_come_from_train_only(tmp_path, splits):
     dataset.save(splits, tmp_path)
     stats = dataset.load_stats(tmp_path)
     assert json.loads((tmp_path / "stats.json").read_text()) == stats
