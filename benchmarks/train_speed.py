@@ -32,12 +32,12 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
-from mnist_pipeline import dataset
 from mnist_pipeline.atomic import write_json
 from mnist_pipeline.config import compose
-from mnist_pipeline.evaluation import predict
-from mnist_pipeline.tensors import TensorBatches, load_split
-from mnist_pipeline.train import build
+from mnist_pipeline.data import splits
+from mnist_pipeline.data.tensors import TensorBatches, load_split
+from mnist_pipeline.report.metrics import predict
+from mnist_pipeline.training.build import build
 
 DATA = Path("data/processed")
 
@@ -93,7 +93,7 @@ class PlainLoop:
         pl.seed_everything(cfg.seed, verbose=False)
         self.model, self.device = instantiate(cfg.model).to(device), device
         self.optimizer = instantiate(cfg.optimizer)(self.model.parameters())
-        stats = dataset.load_stats(DATA)
+        stats = splits.load_stats(DATA)
         self.train = TensorBatches(
             *(t.to(device) for t in load_split(DATA, "train", stats)),
             cfg.data.batch_size,
@@ -152,7 +152,7 @@ class Lockstep(pl.Callback):
 
 
 def lockstep(cfg: DictConfig, lightning: Clock, plain: Clock, tracked: bool) -> None:
-    """The project's own training path (`mnist_pipeline.train.build`), optionally tracked, with a
+    """The project's own training path (`mnist_pipeline.training.build`), optionally tracked, with a
     plain loop taking an epoch after each of its epochs."""
     loop = PlainLoop(cfg, plain.device)  # seeded like `build`: both start from the same weights
     callbacks: list[pl.Callback] = [Lockstep(lightning, plain, loop)]
@@ -160,7 +160,7 @@ def lockstep(cfg: DictConfig, lightning: Clock, plain: Clock, tracked: bool) -> 
         if tracked:
             import mlflow
 
-            from mnist_pipeline.callbacks import EpochMetrics
+            from mnist_pipeline.tracking.epochs import EpochMetrics
 
             mlflow.set_tracking_uri(f"sqlite:///{store}/mlflow.db")
             mlflow.set_experiment("benchmark")
@@ -203,7 +203,7 @@ def main() -> None:
     device = torch.device("cuda" if cfg.trainer.accelerator == "gpu" else "cpu")
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    test = load_split(DATA, "test", dataset.load_stats(DATA))
+    test = load_split(DATA, "test", splits.load_stats(DATA))
     arms = ["lightning", "lightning+mlflow"] if args.tracking else ["lightning"]
     results: dict[str, list[Clock]] = {name: [] for name in ["plain", *arms]}
     partners = {name: [] for name in arms} | {"plain": results["plain"]}  # each arm's plain runs
@@ -221,7 +221,7 @@ def main() -> None:
                     flush=True,
                 )
 
-    n_train = dataset.load_stats(DATA)["counts"]["train"]
+    n_train = splits.load_stats(DATA)["counts"]["train"]
     summary = {}
     for name, clocks in results.items():
         # the first epoch of a run pays for warm-up (cuDNN autotune, allocator): report the rest

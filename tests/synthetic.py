@@ -7,7 +7,7 @@ import hashlib
 
 import numpy as np
 
-from mnist_pipeline import idx
+from mnist_pipeline.data import idx
 
 NAMES = {
     "train_images": "train-images-idx3-ubyte",

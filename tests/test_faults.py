@@ -13,11 +13,13 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from mnist_pipeline import checkpoint, dataset
 from mnist_pipeline.config import compose
-from mnist_pipeline.models import ConvNet
-from mnist_pipeline.tracking import TrackingError, connect
-from mnist_pipeline.train import build, check
+from mnist_pipeline.data import splits
+from mnist_pipeline.model import model_file
+from mnist_pipeline.model.networks import ConvNet
+from mnist_pipeline.preflight import check_training
+from mnist_pipeline.tracking.store import TrackingError, connect
+from mnist_pipeline.training.build import build
 from synthetic import synthetic_digits
 from workspace import REPO
 
@@ -30,11 +32,11 @@ def processed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("processed")
     train_x, train_y = synthetic_digits(256, seed=1)
     test_x, test_y = synthetic_digits(64, seed=2)
-    dataset.save(
+    splits.save(
         {
-            "train": dataset.Split(train_x, train_y.astype(np.int64)),
-            "val": dataset.Split(test_x, test_y.astype(np.int64)),
-            "test": dataset.Split(test_x, test_y.astype(np.int64)),
+            "train": splits.Split(train_x, train_y.astype(np.int64)),
+            "val": splits.Split(test_x, test_y.astype(np.int64)),
+            "test": splits.Split(test_x, test_y.astype(np.int64)),
         },
         folder,
     )
@@ -57,13 +59,13 @@ def test_bad_values_fail_before_any_work_naming_the_key(
 ) -> None:
     cfg = compose([override], conf_dir=CONF)
     with pytest.raises(Exception) as info:
-        check(cfg, processed)
+        check_training(cfg, processed)
     assert message in str(info.value)
 
 
 def test_missing_processed_data_says_what_to_run(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="dvc repro preprocess"):
-        check(compose([], conf_dir=CONF), tmp_path)
+        check_training(compose([], conf_dir=CONF), tmp_path)
 
 
 def test_diverging_training_stops_with_a_clear_message(processed: Path) -> None:
@@ -84,23 +86,23 @@ class Payload:
 def test_checkpoint_with_pickled_objects_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "model.pt"
     torch.save({"model": {}, "state_dict": {}, "normalisation": Payload()}, path)
-    with pytest.raises(checkpoint.CheckpointError, match="refusing to load it"):
-        checkpoint.load(path)
+    with pytest.raises(model_file.CheckpointError, match="refusing to load it"):
+        model_file.load(path)
 
 
 def test_checkpoint_round_trip_and_foreign_files(tmp_path: Path) -> None:
     model = ConvNet()
-    cfg = {"_target_": "mnist_pipeline.models.ConvNet"}
-    checkpoint.save(tmp_path / "model.pt", model, cfg, {"mean": 0.1, "std": 0.3})
-    loaded, norm = checkpoint.load(tmp_path / "model.pt")
+    cfg = {"_target_": "mnist_pipeline.model.networks.ConvNet"}
+    model_file.save(tmp_path / "model.pt", model, cfg, {"mean": 0.1, "std": 0.3})
+    loaded, norm = model_file.load(tmp_path / "model.pt")
     assert norm == {"mean": 0.1, "std": 0.3}
     assert all(
         torch.equal(a, b)
         for a, b in zip(model.state_dict().values(), loaded.state_dict().values(), strict=True)
     )
     torch.save({"weights": torch.zeros(1)}, tmp_path / "other.pt")
-    with pytest.raises(checkpoint.CheckpointError, match="not a model saved by this project"):
-        checkpoint.load(tmp_path / "other.pt")
+    with pytest.raises(model_file.CheckpointError, match="not a model saved by this project"):
+        model_file.load(tmp_path / "other.pt")
 
 
 def test_unreachable_tracking_server_fails_fast_naming_the_uri() -> None:
@@ -142,8 +144,8 @@ def test_checkpoint_naming_a_foreign_callable_is_refused(tmp_path: Path) -> None
     payload = {"model": {"_target_": "os.system", "_args_": ["true"]}, "state_dict": {},
                "normalisation": {"mean": 0.1, "std": 0.3}}  # fmt: skip
     torch.save(payload, path)
-    with pytest.raises(checkpoint.CheckpointError, match=r"asks to build 'os\.system'"):
-        checkpoint.load(path)
+    with pytest.raises(model_file.CheckpointError, match=r"asks to build 'os\.system'"):
+        model_file.load(path)
 
 
 def test_relative_sqlite_uri_keeps_artifacts_beside_the_store(tmp_path: Path, monkeypatch) -> None:

@@ -5,8 +5,8 @@ import struct
 import numpy as np
 import pytest
 
-from mnist_pipeline import idx
-from mnist_pipeline.idx import IDXError
+from mnist_pipeline.data import idx
+from mnist_pipeline.data.idx import IDXError
 
 
 @pytest.mark.parametrize(

@@ -14,8 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from mnist_pipeline import mirrors
-from mnist_pipeline.mirrors import DownloadError, RemoteFile, download_all, mirror_list, mirror_url
+from mnist_pipeline.data import mirrors
+from mnist_pipeline.data.mirrors import (
+    DownloadError,
+    RemoteFile,
+    download_all,
+    mirror_list,
+    mirror_url,
+)
 from synthetic import NAMES, mirror_files
 
 FILES = mirror_files()
@@ -212,7 +218,7 @@ def test_missing_file_in_file_mirror_moves_on(tmp_path, good_mirror):
 def test_failing_mirror_falls_through_to_next(mode, bad_mirror, good_mirror, tmp_path, caplog):
     bad = bad_mirror(mode)
     dest = tmp_path / "raw"
-    with caplog.at_level(logging.WARNING, logger="mnist_pipeline.mirrors"):
+    with caplog.at_level(logging.WARNING, logger="mnist_pipeline.data.mirrors"):
         paths = download_all([FIRST], [bad, good_mirror], dest, timeout=TIMEOUT, attempts=1)
     assert paths == [dest / FIRST.name]
     assert (dest / FIRST.name).read_bytes() == RAW[FIRST.name]
@@ -368,7 +374,7 @@ def test_a_write_failing_midway_leaves_nothing_and_says_so(http_mirror, tmp_path
     script = f"""
 import resource, signal, sys
 from pathlib import Path
-from mnist_pipeline.mirrors import DownloadError, RemoteFile, download_all
+from mnist_pipeline.data.mirrors import DownloadError, RemoteFile, download_all
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # get EFBIG instead of being killed
 resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
 try:

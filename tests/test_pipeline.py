@@ -93,7 +93,7 @@ def test_repro_runs_all_stages_and_tracks_one_run(reproduced: Repo) -> None:
     assert metrics["mlflow"]["run_id"] == run_id
     assert metrics["mlflow"]["url"].endswith(f"/runs/{run_id}")
     assert run_.data.params["optimizer.lr"] == "0.003"
-    assert run_.data.params["model._target_"] == "mnist_pipeline.models.ConvNet"
+    assert run_.data.params["model._target_"] == "mnist_pipeline.model.networks.ConvNet"
     assert run_.data.metrics["test_acc"] == pytest.approx(metrics["test"]["acc"])
     assert run_.data.metrics["model_params"] == 61_706
     assert {

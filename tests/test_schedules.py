@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from mnist_pipeline.schedules import constant, cosine
+from mnist_pipeline.model.schedules import constant, cosine
 
 LR = 0.1
 

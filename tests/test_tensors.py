@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from mnist_pipeline.tensors import TensorBatches, normalise
+from mnist_pipeline.data.tensors import TensorBatches, normalise
 
 N, BS = 23, 5
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from mnist_pipeline.cli import run_stage
 from mnist_pipeline.config import load_params
-from mnist_pipeline.mirrors import DownloadError, RemoteFile, download_all, mirror_list
+from mnist_pipeline.data.mirrors import DownloadError, RemoteFile, download_all, mirror_list
 from mnist_pipeline.paths import RAW_DIR
 
 

@@ -4,29 +4,29 @@ from __future__ import annotations
 
 import numpy as np
 
-from mnist_pipeline import dataset, idx
 from mnist_pipeline.cli import run_stage
 from mnist_pipeline.config import load_params
+from mnist_pipeline.data import idx, splits
 from mnist_pipeline.paths import PROCESSED_DIR, RAW_DIR
 
 
-def read_split(images_file: str, labels_file: str) -> dataset.Split:
+def read_split(images_file: str, labels_file: str) -> splits.Split:
     images, labels = idx.read_examples(RAW_DIR / images_file, RAW_DIR / labels_file)
-    return dataset.Split(images, labels.astype(np.int64))
+    return splits.Split(images, labels.astype(np.int64))
 
 
 def main() -> None:
     data = load_params().data
     files = data.files
     full_train = read_split(files.train_images.name, files.train_labels.name)
-    train_idx, val_idx = dataset.stratified_split(full_train.labels, data.val_size, data.split_seed)
-    splits = {
+    train_idx, val_idx = splits.stratified_split(full_train.labels, data.val_size, data.split_seed)
+    parts = {
         "train": full_train.take(train_idx),
         "val": full_train.take(val_idx),
         "test": read_split(files.test_images.name, files.test_labels.name),
     }
-    dataset.save(splits, PROCESSED_DIR)
-    print("examples per split:", {name: len(s) for name, s in splits.items()})
+    splits.save(parts, PROCESSED_DIR)
+    print("examples per split:", {name: len(s) for name, s in parts.items()})
 
 
 if __name__ == "__main__":

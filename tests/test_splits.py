@@ -5,8 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from mnist_pipeline import dataset
-from mnist_pipeline.dataset import Split, pixel_stats, stratified_split
+from mnist_pipeline.data.splits import Split, load, load_stats, pixel_stats, save, stratified_split
 
 # unequal classes: 0 x 50, 1 x 30, 2 x 13, 3 x 7
 LABELS = np.random.default_rng(0).permutation(np.repeat([0, 1, 2, 3], [50, 30, 13, 7]))
@@ -75,7 +74,7 @@ def splits():
 
 
 def test_save_load_round_trip(tmp_path, splits):
-    dataset.save(splits, tmp_path)
+    save(splits, tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "stats.json",
         "test.npz",
@@ -83,7 +82,7 @@ def test_save_load_round_trip(tmp_path, splits):
         "val.npz",
     ]
     for name, split in splits.items():
-        loaded = dataset.load(tmp_path, name)
+        loaded = load(tmp_path, name)
         assert loaded.images.dtype == np.uint8
         assert loaded.labels.dtype == np.int64
         np.testing.assert_array_equal(loaded.images, split.images)
@@ -91,8 +90,8 @@ def test_save_load_round_trip(tmp_path, splits):
 
 
 def test_stats_come_from_train_only(tmp_path, splits):
-    dataset.save(splits, tmp_path)
-    stats = dataset.load_stats(tmp_path)
+    save(splits, tmp_path)
+    stats = load_stats(tmp_path)
     assert json.loads((tmp_path / "stats.json").read_text()) == stats
     mean, std = pixel_stats(splits["train"].images)
     assert stats["mean"] == pytest.approx(mean)

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 
-from mnist_pipeline import dataset
-from mnist_pipeline.tensors import TensorBatches, load_split
+from mnist_pipeline.data import splits
+from mnist_pipeline.data.tensors import TensorBatches, load_split
 
 
 class MNISTDataModule(pl.LightningDataModule):
@@ -24,7 +24,7 @@ class MNISTDataModule(pl.LightningDataModule):
         self.batch_size, self.eval_batch_size, self.seed = batch_size, eval_batch_size, seed
 
     def setup(self, stage: str) -> None:
-        stats = dataset.load_stats(self.data_dir)
+        stats = splits.load_stats(self.data_dir)
         device = self.trainer.strategy.root_device if self.trainer else None
         names = {"fit": ("train", "val"), "validate": ("val",)}[stage]
         self.splits = {

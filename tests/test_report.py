@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from mnist_pipeline.evaluation import confusion_matrix, predict, report
-from mnist_pipeline.models import MLP
-from mnist_pipeline.plots import confusion as plot_confusion
+from mnist_pipeline.model.networks import MLP
+from mnist_pipeline.report.figures import confusion as plot_confusion
+from mnist_pipeline.report.metrics import confusion_matrix, predict, report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -119,7 +119,7 @@ def test_plot_confusion_replaces_atomically(tmp_path, monkeypatch):
 
 
 def test_training_curves_and_mistakes_write_pngs(tmp_path):
-    from mnist_pipeline.plots import mistakes, training_curves
+    from mnist_pipeline.report.figures import mistakes, training_curves
 
     history = [
         {"epoch": e, "train_loss": 1 / (e + 1), "val_loss": 1.2 / (e + 1), "val_acc": 0.9}

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from mnist_pipeline import dataset
+from mnist_pipeline.data import splits
 
 
 def normalise(images: Tensor, mean: float, std: float) -> Tensor:
@@ -21,7 +21,7 @@ def normalise(images: Tensor, mean: float, std: float) -> Tensor:
 
 
 def load_split(data_dir: Path, name: str, stats: dict) -> tuple[Tensor, Tensor]:
-    split = dataset.load(data_dir, name)
+    split = splits.load(data_dir, name)
     images = normalise(torch.from_numpy(split.images), stats["mean"], stats["std"])
     return images, torch.from_numpy(split.labels)
 

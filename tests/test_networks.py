@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from mnist_pipeline.models import (
+from mnist_pipeline.model.networks import (
     MLP,
     ConvNet,
     RandomShift,

@@ -17,8 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytorch_lightning as pl
+from omegaconf import DictConfig
 
 from mnist_pipeline.atomic import write_json
+from mnist_pipeline.config import to_yaml
+from mnist_pipeline.paths import CHECKPOINTS
+from mnist_pipeline.tracking.lineage import processed_data_digest
 
 
 @dataclass(frozen=True)
@@ -36,7 +40,8 @@ class Resume:
     def fingerprint_of(*parts: str) -> str:
         """Of the given parts (config, data hash) and of the package's code: a checkpoint made by
         other code is not resumed."""
-        code = [p.read_bytes() for p in sorted(Path(__file__).parent.glob("*.py"))]
+        package = Path(__file__).parents[1]
+        code = [p.read_bytes() for p in sorted(package.rglob("*.py"))]
         return hashlib.sha256(b"\0".join([*(p.encode() for p in parts), *code])).hexdigest()
 
     def find(self) -> Interrupted | None:
@@ -48,13 +53,21 @@ class Resume:
             return None
         return Interrupted(self.checkpoint, note["run_id"])
 
-    def start(self, run_id: str) -> None:
-        if self.find() is None:
-            shutil.rmtree(self.folder, ignore_errors=True)  # another config's leftovers
-        write_json(self.note, {"fingerprint": self.fingerprint, "run_id": run_id})
+    def start(self, run_id: str | None) -> EpochCheckpoint:
+        """Note the run (the process that tracks, rank 0, has its id) and checkpoint every epoch."""
+        if run_id:
+            if self.find() is None:
+                shutil.rmtree(self.folder, ignore_errors=True)  # another config's leftovers
+            write_json(self.note, {"fingerprint": self.fingerprint, "run_id": run_id})
+        return EpochCheckpoint(self)
 
     def done(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def pipeline_resume(cfg: DictConfig, data_dir: Path) -> Resume:
+    """Where the pipeline's training of this config on this data keeps its checkpoints."""
+    return Resume(CHECKPOINTS, Resume.fingerprint_of(to_yaml(cfg), processed_data_digest(data_dir)))
 
 
 class EpochCheckpoint(pl.Callback):

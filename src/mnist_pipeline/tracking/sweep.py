@@ -1,6 +1,6 @@
 """A Hydra multirun as one MLflow parent run with a child run per point of the sweep.
 
-Hydra calls this callback around the whole sweep; each job's run (`tracking.new_run`) finds the
+Hydra calls this callback around the whole sweep; each job's run (`run.training_run`) finds the
 parent's id in the environment and nests under it, so the MLflow UI groups and compares them.
 """
 
@@ -14,7 +14,9 @@ import mlflow
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from mnist_pipeline.tracking import PARENT_ENV, connect
+from mnist_pipeline.tracking.store import connect
+
+PARENT_ENV = "MNIST_SWEEP_PARENT_RUN"  # the parent run's id, for the sweep's jobs
 
 
 class MLflowParentRun(Callback):

@@ -28,7 +28,7 @@ def save(path: Path, model: nn.Module, model_cfg: dict[str, Any], stats: dict[st
         torch.save(payload, tmp)
 
 
-NETWORKS = ("mnist_pipeline.models.MLP", "mnist_pipeline.models.ConvNet")
+NETWORKS = ("mnist_pipeline.model.networks.MLP", "mnist_pipeline.model.networks.ConvNet")
 
 
 class CheckpointError(ValueError):

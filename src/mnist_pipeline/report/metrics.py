@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mnist_pipeline.models import NUM_CLASSES
+from mnist_pipeline.model.networks import NUM_CLASSES
 
 HEADLINE = ("acc", "loss", "macro_f1")  # what reports/metrics.json and `dvc exp show` carry
 

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mnist_pipeline.tensors import normalise
+from mnist_pipeline.data.tensors import normalise
 
 IMAGE_SIZE = 28
 NUM_CLASSES = 10

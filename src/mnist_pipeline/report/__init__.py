@@ -1,0 +1,1 @@
+"""What evaluate publishes: test metrics from logits, and the figures a person looks at."""

@@ -1,0 +1,88 @@
+"""Run tags: a resolved config read back as the Hydra choices and overrides that made it.
+
+So a run of `dvc exp run -S model=cnn -S optimizer.lr=0.01` is tagged `model=cnn` and
+`overrides=optimizer.lr=0.01`, though DVC hands the stage nothing but params.yaml.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from mnist_pipeline.config import CONF_DIR, flatten, hydra_context
+from mnist_pipeline.tracking.lineage import git_state
+
+
+def _choices(conf_dir: Path) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """The default option of each config group, and every option each group has."""
+    defaults = OmegaConf.load(conf_dir / "config.yaml").defaults
+    chosen = {k: v for entry in defaults if isinstance(entry, DictConfig) for k, v in entry.items()}
+    options = {g: sorted(p.stem for p in (conf_dir / g).glob("*.yaml")) for g in chosen}
+    return chosen, options
+
+
+def _differences(left: Mapping[str, Any], right: Mapping[str, Any]) -> list[str]:
+    """The Hydra overrides that turn `right` into `left`: set a key, add one (`+key=`), or
+    delete one (`~key`)."""
+    a, b = flatten(left), flatten(right)
+    return [
+        f"{'' if key in b else '+'}{key}={a[key]}".replace(" ", "") if key in a else f"~{key}"
+        for key in sorted(a.keys() | b.keys())
+        if a.get(key, object()) != b.get(key, object())
+    ]
+
+
+def describe(cfg: DictConfig, conf_dir: str | Path = CONF_DIR) -> dict[str, Any]:
+    """Read a resolved config back as Hydra choices: `{"model": "cnn", "overrides": [...]}`.
+
+    For each group, the option closest to the config is its choice; what still differs from the
+    composition of those choices are the overrides, less any an interpolation already explains.
+    """
+    from hydra import compose as hydra_compose
+
+    conf_dir = Path(conf_dir).resolve()
+    values = OmegaConf.to_container(cfg, resolve=True)
+    defaults, options = _choices(conf_dir)
+
+    def composed(overrides: list[str]) -> dict:
+        return OmegaConf.to_container(hydra_compose("config", overrides), resolve=True)
+
+    with hydra_context(conf_dir):
+        chosen = {
+            group: min(
+                names,
+                key=lambda n: len(_differences(values[group], composed([f"{group}={n}"])[group])),
+            )
+            for group, names in options.items()
+        }
+        picked = [f"{g}={o}" for g, o in chosen.items() if o != defaults[g]]
+        changed = _differences(values, composed(picked))
+        for override in list(changed):
+            rest = [o for o in changed if o != override]
+            if not _differences(values, composed(picked + rest)):
+                changed = rest
+    return {**chosen, "overrides": picked + changed}
+
+
+def run_tags(cfg: DictConfig) -> dict[str, str]:
+    """What the MLflow UI can filter and group runs by: variant, overrides, commit, DVC experiment.
+
+    Runs of one `dvc exp run --queue` grid share `dvc.baseline` (the commit they branch from);
+    `varied` lists the keys a run sets away from conf/'s defaults, for filtering.
+    """
+    described = describe(cfg)
+    changed = described["overrides"]
+    tags = {
+        "model": described["model"],
+        "overrides": " ".join(changed) or "(defaults)",
+        "varied": ",".join(sorted(o.split("=")[0] for o in changed)) or "(defaults)",
+        **git_state(),
+    }
+    for env, tag in (("DVC_EXP_NAME", "dvc.experiment"), ("DVC_EXP_BASELINE_REV", "dvc.baseline")):
+        if os.environ.get(env):
+            tags[tag] = os.environ[env]
+    return tags

@@ -1,0 +1,1 @@
+"""Training machinery behind the train stage: the Trainer and its inputs, resuming, outputs."""
