@@ -1,38 +1,51 @@
 """The trained model on disk: weights, the config that builds the network, and its normalisation.
 
 Only tensors and plain containers are stored, so loading goes through `torch.load(...,
-weights_only=True)`, and the network is built only if the file names one of the project's own
-classes: a file from elsewhere cannot run code when opened.
+weights_only=True)`. The network is then built by calling one of the project's own classes
+directly, with keyword arguments checked against an allow-list (plain values, keywords the class
+takes, no `${...}` interpolation): never through Hydra's `instantiate`, which would call any
+`_target_` the file names, nested ones included, and resolve `${oc.env:...}`. A file from
+elsewhere cannot run code when opened.
 """
 
 from __future__ import annotations
 
+import inspect
 import pickle
 from pathlib import Path
 from typing import Any
 
 import torch
-from hydra.utils import instantiate
 from torch import nn
 
 from mnist_pipeline.atomic import atomic_path
+from mnist_pipeline.model.networks import MLP, ConvNet, Standardise
+
+NETWORKS: dict[str, type[nn.Module]] = {
+    "mnist_pipeline.model.networks.MLP": MLP,
+    "mnist_pipeline.model.networks.ConvNet": ConvNet,
+}
+PLAIN = (bool, int, float, str, type(None))
+
+
+class CheckpointError(ValueError):
+    """A model file that is not one of ours, or that could run code when unpickled or built."""
 
 
 def save(path: Path, model: nn.Module, model_cfg: dict[str, Any], stats: dict[str, float]) -> None:
+    """Write the model file; the same weights and config always give the same bytes.
+
+    `torch.save` to an open file, not to a path: given a path, torch names the archive inside
+    after the file's stem, here `atomic_path`'s random temporary name, so every save would differ
+    and DVC would see a new model after an identical training.
+    """
     payload = {
         "model": model_cfg,
         "state_dict": model.state_dict(),
         "normalisation": {"mean": stats["mean"], "std": stats["std"]},
     }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
-
-
-NETWORKS = ("mnist_pipeline.model.networks.MLP", "mnist_pipeline.model.networks.ConvNet")
-
-
-class CheckpointError(ValueError):
-    """A model file that is not one of ours, or that could run code when unpickled."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(payload, f)
 
 
 def load(path: Path) -> tuple[nn.Module, dict[str, float]]:
@@ -49,13 +62,60 @@ def load(path: Path) -> tuple[nn.Module, dict[str, float]]:
         or not {"model", "state_dict", "normalisation"} <= payload.keys()
     ):
         raise CheckpointError(f"{path} is not a model saved by this project's train stage")
-    spec = payload["model"]
-    nested = any(isinstance(value, dict) for value in spec.values())
-    if spec.get("_target_") not in NETWORKS or nested or "_args_" in spec:
-        # instantiate() calls whatever `_target_` names: build only the project's own networks
+    model = build(path, payload["model"])
+    norm = payload["normalisation"]
+    if not (isinstance(norm, dict) and all(plain_number(norm.get(k)) for k in ("mean", "std"))):
+        raise CheckpointError(f"{path}: normalisation={norm!r} is not a plain mean and std")
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except (RuntimeError, TypeError, AttributeError) as e:
+        raise CheckpointError(f"{path}: the weights do not fit the network it names ({e})") from e
+    return model.eval(), {"mean": float(norm["mean"]), "std": float(norm["std"])}
+
+
+def load_served(path: Path) -> nn.Module:
+    """The network behind a `Standardise` layer: raw 28x28 pixels (0-255) in, logits out."""
+    model, norm = load(path)
+    return nn.Sequential(Standardise(norm["mean"], norm["std"]), model).eval()
+
+
+def build(path: Path, spec: object) -> nn.Module:
+    """Call the project's network class named by `spec["_target_"]` with `spec`'s other keys,
+    each checked: a keyword the class's constructor takes, a plain value or a list of them."""
+    target = spec.get("_target_") if isinstance(spec, dict) else None
+    cls = NETWORKS.get(target) if isinstance(target, str) else None
+    if cls is None or not isinstance(spec, dict):
         raise CheckpointError(
-            f"{path} asks to build {spec.get('_target_')!r}, which is not one of {NETWORKS}"
+            f"{path} asks to build {target!r}, which is not one of {tuple(NETWORKS)}"
         )
-    model = instantiate(spec)
-    model.load_state_dict(payload["state_dict"])
-    return model.eval(), payload["normalisation"]
+    takes = set(inspect.signature(cls).parameters)
+    kwargs = {key: value for key, value in spec.items() if key != "_target_"}
+    for key, value in kwargs.items():
+        if not isinstance(key, str) or key not in takes:
+            raise CheckpointError(
+                f"{path}: model key {key!r} is not a parameter of {target} ({sorted(takes)})"
+            )
+        check_plain(path, f"model.{key}", value)
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: cannot build {target} from its config ({e})") from e
+
+
+def check_plain(path: Path, key: str, value: object) -> None:
+    """Refuse anything but a plain value or a flat list of them, and any `${...}` string."""
+    items = list(value) if isinstance(value, list | tuple) else [value]
+    for item in items:
+        if not isinstance(item, PLAIN):
+            raise CheckpointError(
+                f"{path}: {key}={value!r} holds {type(item).__name__} {item!r}; a model file "
+                f"may hold only numbers, strings, booleans, None and lists of them"
+            )
+        if isinstance(item, str) and "${" in item:
+            raise CheckpointError(
+                f"{path}: {key}={value!r} is an interpolation; a model file holds plain values"
+            )
+
+
+def plain_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)

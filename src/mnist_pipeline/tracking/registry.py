@@ -6,35 +6,37 @@ from __future__ import annotations
 from pathlib import Path
 
 import mlflow
+import mlflow.pyfunc
 import numpy as np
 import torch
-from torch import nn
+from mlflow.models import infer_signature
 
 import mnist_pipeline
-from mnist_pipeline.model.networks import Standardise
+from mnist_pipeline.model import model_file
 
 REGISTERED_MODEL = "mnist-classifier"
+# Read by MLflow as a file, not imported: importing it would call `mlflow.models.set_model`.
+SERVED_MODEL = Path(__file__).with_name("served_model.py")
 
 
-def log_model(model: nn.Module, stats: dict[str, float], example: np.ndarray) -> None:
-    """Log the network behind a `Standardise` layer (raw 28x28 pixels in, logits out) and register
+def log_model(weights: Path, example: np.ndarray) -> None:
+    """Log the model file as an MLflow pyfunc model (raw 28x28 pixels in, logits out) and register
     it as a new version of `mnist-classifier` with the alias `candidate`.
 
-    The package's code travels with the model, so `mlflow.pyfunc.load_model` works without it
-    installed.
+    Logged "from code" (`served_model.py`), with the weights file as an artifact and the package's
+    source alongside, so loading it unpickles nothing and works without the package installed;
+    `mlflow.pytorch` would store a pickled `nn.Module`, which runs code when loaded.
     """
-    import mlflow.pytorch  # here, not at the top: it imports Lightning, which evaluate avoids
-    from mlflow.models import infer_signature
-
-    served = nn.Sequential(Standardise(stats["mean"], stats["std"]), model).eval()
+    served = model_file.load_served(weights)
     with torch.inference_mode():
         output = served(torch.from_numpy(example)).numpy()
-    info = mlflow.pytorch.log_model(
-        served,
+    info = mlflow.pyfunc.log_model(
         name="model",
+        python_model=str(SERVED_MODEL),
+        artifacts={"weights": str(weights)},  # the name served_model.py reads
+        code_paths=[str(Path(mnist_pipeline.__file__).parent)],
         signature=infer_signature(example, output),
         input_example=example,
-        code_paths=[str(Path(mnist_pipeline.__file__).parent)],
         pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"numpy=={np.__version__}"],
     )
     version = mlflow.register_model(info.model_uri, REGISTERED_MODEL)
