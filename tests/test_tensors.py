@@ -89,3 +89,28 @@ def test_ddp_shards_are_disjoint_and_equally_long():
     assert {len(s) for s in seen} == {25} and {len(s) for s in shards} == {3}
     everything = torch.cat(seen)
     assert len(everything.unique()) == len(everything) == 100  # 103 % 4 left out, none twice
+
+
+def test_shuffles_go_on_from_a_restored_generator_state():
+    """What a resumed training relies on: the generator's state picks up the sequence."""
+    images, labels = data(100)
+    whole = passes(TensorBatches(images, labels, 10, shuffle=True, seed=3), 3)
+    generator = torch.Generator().manual_seed(3)
+    first = passes(TensorBatches(images, labels, 10, shuffle=True, generator=generator))
+    restored = torch.Generator()
+    restored.set_state(generator.get_state())
+    rest = passes(TensorBatches(images, labels, 10, shuffle=True, generator=restored), 2)
+    assert [order(p) for p in first + rest] == [order(p) for p in whole]
+
+
+@pytest.mark.parametrize("stage", ["test", "predict"])
+def test_the_data_module_refuses_a_stage_it_does_not_serve(stage: str, tmp_path) -> None:
+    """Before: a KeyError from deep inside `trainer.test`; now a message naming the stage, before
+    any data is read (the folder here holds none)."""
+    from mnist_pipeline.data.datamodule import MNISTDataModule
+
+    module = MNISTDataModule(tmp_path, batch_size=8, eval_batch_size=8)
+    with pytest.raises(
+        ValueError, match=f"serves the stages \\['fit', 'validate'\\], not '{stage}'"
+    ):
+        module.setup(stage)

@@ -3,6 +3,10 @@
 On a GPU the whole dataset moves to the device once (MNIST is 180 MB as float32), so batches are
 sliced there and no step waits for a host-to-device copy. Under DDP each process takes its own
 shard of every epoch's shuffle.
+
+The shuffles come from one generator that lives as long as the module, and its state is saved in
+Lightning checkpoints: a resumed training goes on with the permutations the interrupted one would
+have drawn next, not with epoch 0's again.
 """
 
 from __future__ import annotations
@@ -10,9 +14,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytorch_lightning as pl
+import torch
 
 from mnist_pipeline.data import splits
 from mnist_pipeline.data.tensors import TensorBatches, load_split
+
+SPLITS = {"fit": ("train", "val"), "validate": ("val",)}  # the splits each Lightning stage uses
 
 
 class MNISTDataModule(pl.LightningDataModule):
@@ -22,11 +29,17 @@ class MNISTDataModule(pl.LightningDataModule):
         super().__init__()
         self.data_dir = Path(data_dir)
         self.batch_size, self.eval_batch_size, self.seed = batch_size, eval_batch_size, seed
+        self.shuffles = torch.Generator().manual_seed(seed)
 
     def setup(self, stage: str) -> None:
+        if stage not in SPLITS:
+            raise ValueError(
+                f"MNISTDataModule serves the stages {sorted(SPLITS)}, not {stage!r}: the test set "
+                "is scored outside Lightning, by `python -m mnist_pipeline.evaluate`"
+            )
+        names = SPLITS[stage]
         stats = splits.load_stats(self.data_dir)
         device = self.trainer.strategy.root_device if self.trainer else None
-        names = {"fit": ("train", "val"), "validate": ("val",)}[stage]
         self.splits = {
             name: tuple(t.to(device) for t in load_split(self.data_dir, name, stats))
             for name in names
@@ -37,7 +50,7 @@ class MNISTDataModule(pl.LightningDataModule):
             (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
         )
         return TensorBatches(
-            *self.splits[name], batch_size, shuffle=shuffle, seed=self.seed, rank=rank, world=world
+            *self.splits[name], batch_size, shuffle, rank=rank, world=world, generator=self.shuffles
         )
 
     def train_dataloader(self) -> TensorBatches:
@@ -45,3 +58,11 @@ class MNISTDataModule(pl.LightningDataModule):
 
     def val_dataloader(self) -> TensorBatches:
         return self._batches("val", self.eval_batch_size, shuffle=False)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Saved in checkpoints: where the sequence of shuffles stands (a uint8 tensor)."""
+        return {"shuffles": self.shuffles.get_state()}
+
+    def load_state_dict(self, state_dict: dict[str, torch.Tensor]) -> None:
+        """Lightning calls this on resuming, before it asks for the first training batch."""
+        self.shuffles.set_state(state_dict["shuffles"])

@@ -29,9 +29,11 @@ def load_split(data_dir: Path, name: str, stats: dict) -> tuple[Tensor, Tensor]:
 class TensorBatches:
     """An iterable of (images, labels) batches, sliced on whatever device the tensors live on.
 
-    With `shuffle`, each pass draws a fresh seeded permutation; with `world > 1`, this process
-    takes every `world`-th example of it starting at `rank`, the last `n % world` examples left
-    out so that every process runs the same number of batches (DDP would wait forever otherwise).
+    With `shuffle`, each pass draws a fresh permutation from `generator` (a new one seeded with
+    `seed` if none is given; pass one whose state is saved and restored to resume mid-sequence);
+    with `world > 1`, this process takes every `world`-th example of it starting at `rank`, the
+    last `n % world` examples left out so that every process runs the same number of batches (DDP
+    would wait forever otherwise).
     """
 
     def __init__(
@@ -43,11 +45,12 @@ class TensorBatches:
         seed: int = 0,
         rank: int = 0,
         world: int = 1,
+        generator: torch.Generator | None = None,
     ) -> None:
         self.images, self.labels = images, labels
         self.batch_size, self.shuffle = batch_size, shuffle
         self.rank, self.world = rank, world
-        self.generator = torch.Generator().manual_seed(seed)
+        self.generator = generator if generator is not None else torch.Generator().manual_seed(seed)
 
     def __len__(self) -> int:
         return -(-(len(self.labels) // self.world) // self.batch_size)
