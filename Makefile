@@ -4,6 +4,11 @@ VENV   ?= .venv
 PORT   ?= 5000
 BIN    := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
+# Private by default (README, Privacy): no DVC analytics, no MLflow usage telemetry, unless the
+# environment says otherwise (MLFLOW_DISABLE_TELEMETRY=false, DVC_NO_ANALYTICS= ).
+MLFLOW_DISABLE_TELEMETRY ?= true
+DVC_NO_ANALYTICS ?= 1
+export MLFLOW_DISABLE_TELEMETRY DVC_NO_ANALYTICS
 
 .DEFAULT_GOAL := help
 .PHONY: help install params repro test lint ui bench faults clean
@@ -39,6 +44,7 @@ faults: install ## Real pipeline on real MNIST through injected faults (set MNIS
 	python tests/faults/run.py
 
 ui: install ## MLflow UI on 127.0.0.1 (PORT=5000) over the project's tracking store
+	@echo "The runs of experiment mnist: http://127.0.0.1:$(PORT)/#/experiments/1?workflowType=machine_learning"
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false mlflow ui --workers 1 \
 		--backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port $(PORT)
 

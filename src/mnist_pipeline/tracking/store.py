@@ -10,6 +10,8 @@ from pathlib import Path
 import mlflow
 from omegaconf import DictConfig
 
+from mnist_pipeline.redact import redact
+
 DEFAULT_STORE = "mlflow.db"
 HTTP_LIMITS = {
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
@@ -59,9 +61,10 @@ def connect(tracking: DictConfig) -> None:
         try:
             mlflow.MlflowClient().search_experiments(max_results=1)
         except Exception as e:  # requests' and MLflow's errors alike: the server is not usable
+            reason = redact(str(e).splitlines()[0][:200])
             raise TrackingError(
-                f"the MLflow tracking server at {uri} is not answering ({type(e).__name__}: "
-                f"{str(e).splitlines()[0][:200]}). Start it, or unset MLFLOW_TRACKING_URI to "
+                f"the MLflow tracking server at {redact(uri)} is not answering "
+                f"({type(e).__name__}: {reason}). Start it, or unset MLFLOW_TRACKING_URI to "
                 "track into mlflow.db here. Nothing was trained."
             ) from e
     if uri.startswith("sqlite:///") and mlflow.get_experiment_by_name(tracking.experiment) is None:
@@ -69,4 +72,14 @@ def connect(tracking: DictConfig) -> None:
         artifacts = Path(uri.removeprefix("sqlite:///")).resolve().parent / "mlruns"
         with contextlib.suppress(mlflow.exceptions.MlflowException):  # a concurrent run made it
             mlflow.create_experiment(tracking.experiment, artifact_location=artifacts.as_uri())
-    mlflow.set_experiment(tracking.experiment)
+    experiment = mlflow.set_experiment(tracking.experiment)
+    # Model training, not GenAI: the kind the MLflow UI files the experiment under. Also set on
+    # an experiment made before or elsewhere; a kind a user chose is kept. A label only: a store
+    # that refuses it (no permission to edit the experiment) still gets the run.
+    if KIND_TAG not in experiment.tags:
+        with contextlib.suppress(mlflow.exceptions.MlflowException):
+            client = mlflow.MlflowClient()
+            client.set_experiment_tag(experiment.experiment_id, KIND_TAG, MODEL_TRAINING)
+
+
+KIND_TAG, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
