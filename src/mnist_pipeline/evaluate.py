@@ -16,13 +16,16 @@ from mnist_pipeline.data.tensors import normalise
 from mnist_pipeline.model import model_file
 from mnist_pipeline.model.networks import complexity
 from mnist_pipeline.paths import PIPELINE, PROCESSED_DIR, Outputs
+from mnist_pipeline.redact import redact
 from mnist_pipeline.report import figures, metrics
-from mnist_pipeline.tracking import registry, run
-from mnist_pipeline.tracking.store import TrackingError
+from mnist_pipeline.tracking import registry, run, run_file
+from mnist_pipeline.tracking.store import TrackingError, tracking_uri
 
 
 def evaluate(cfg: DictConfig, out: Outputs = PIPELINE, data_dir: Path = PROCESSED_DIR) -> float:
-    """Write the test reports, log them to the training run, promote the model if it is the best."""
+    """Write the test reports, then log them to the training run and promote the model if it is
+    the best. Reports come first: a tracking store gone away loses none of them."""
+    record = run_file.read_checked(out, cfg.tracking.uri)  # the right model, the right store
     model, norm = model_file.load(out.model)
     test = splits.load(data_dir, "test")
     images = normalise(torch.from_numpy(test.images), norm["mean"], norm["std"])
@@ -30,36 +33,48 @@ def evaluate(cfg: DictConfig, out: Outputs = PIPELINE, data_dir: Path = PROCESSE
     result = metrics.report(logits, torch.from_numpy(test.labels))
     headline = {k: result[k] for k in metrics.HEADLINE}
     size = complexity(model)  # parameters and multiply-accumulates per image
-    reports = out.reports
-
-    with run.evaluation_run(cfg, out.run_file) as run_id:
-        write_json(
-            reports / "metrics.json",
-            {"test": headline, "model": size, "mlflow": run.run_link(run_id)},
-        )
-        write_json(reports / "per_class.json", result["per_class"])
-        pairs = zip(test.labels, result["predictions"], strict=True)
-        write_text(
-            reports / "confusion.csv",
-            "actual,predicted\n" + "".join(f"{a},{p}\n" for a, p in pairs),
-        )
-        figures.confusion(
-            result["confusion"], reports / "confusion.png", f"test accuracy {result['acc']:.2%}"
-        )
-        figures.mistakes(
-            test.images,
-            test.labels,
-            result["predictions"],
-            result["confidence"],
-            reports / "mistakes.png",
-        )
-        run.log_test_results(headline, result["per_class"])
-        run.log_artifacts(
-            reports, ["metrics.json", "per_class.json", "confusion.png", "mistakes.png"]
-        )
-        mlflow.log_metrics({f"model_{name}": value for name, value in size.items()})
-        registry.promote_if_better(run_id, result["acc"])
+    uri = tracking_uri(cfg.tracking.uri)
+    link = {"run_id": record.run_id, "url": record.link(uri)}
+    write_reports(out.reports, test, result, headline, size, link)
+    try:
+        with run.evaluation_run(cfg, record):
+            run.log_test_results(headline, result["per_class"])
+            run.log_artifacts(out.reports, [*REPORTS, "confusion.png", "mistakes.png"])
+            mlflow.log_metrics({f"model_{name}": value for name, value in size.items()})
+            registry.promote_if_better(record.run_id, result["acc"])
+    except TrackingError:
+        raise
+    except Exception as e:  # the store went away or refused: the reports are on disk already
+        raise TrackingError(
+            f"the test reports are in {out.reports}/ (test accuracy {result['acc']:.4f}), but "
+            f"MLflow at {redact(uri)} did not take them ({type(e).__name__}: "
+            f"{redact(str(e).splitlines()[0][:200])}). Run `dvc repro evaluate` again once it "
+            "answers."
+        ) from e
     return result["acc"]
+
+
+REPORTS = ["metrics.json", "per_class.json"]
+
+
+def write_reports(
+    folder: Path, test: splits.Split, result: dict, headline: dict, size: dict, link: dict
+) -> None:
+    """metrics.json (what `dvc metrics` and `dvc exp show` read), per-class scores, the
+    confusion pairs for `dvc plots`, and the two figures."""
+    write_json(folder / "metrics.json", {"test": headline, "model": size, "mlflow": link})
+    write_json(folder / "per_class.json", result["per_class"])
+    pairs = zip(test.labels, result["predictions"], strict=True)
+    write_text(
+        folder / "confusion.csv", "actual,predicted\n" + "".join(f"{a},{p}\n" for a, p in pairs)
+    )
+    figures.confusion(
+        result["confusion"], folder / "confusion.png", f"test accuracy {result['acc']:.2%}"
+    )
+    figures.mistakes(
+        test.images, test.labels, result["predictions"], result["confidence"],
+        folder / "mistakes.png",
+    )  # fmt: skip
 
 
 def main() -> None:

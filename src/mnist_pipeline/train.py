@@ -27,7 +27,7 @@ from mnist_pipeline.tracking.run import training_run
 from mnist_pipeline.tracking.store import TrackingError
 from mnist_pipeline.training import outputs
 from mnist_pipeline.training.build import build
-from mnist_pipeline.training.resume import pipeline_resume
+from mnist_pipeline.training.resume import fit_from, pipeline_resume
 
 
 def train(cfg: DictConfig, out: Outputs = PIPELINE, data_dir: Path = PROCESSED_DIR) -> bool:
@@ -38,18 +38,16 @@ def train(cfg: DictConfig, out: Outputs = PIPELINE, data_dir: Path = PROCESSED_D
     resume = pipeline_resume(cfg, data_dir) if out == PIPELINE else None
     interrupted = resume.find() if resume else None
 
-    with training_run(cfg, data_dir, out.run_file, interrupted and interrupted.run_id) as run_id:
+    with training_run(cfg, data_dir, out, interrupted and interrupted.run_id) as run_id:
         epochs = EpochMetrics()
         checkpoints = [resume.start(run_id)] if resume else []
         fit = build(cfg, data_dir, [epochs, *checkpoints])
-        fit.trainer.fit(
-            fit.module, datamodule=fit.datamodule, ckpt_path=interrupted and interrupted.checkpoint
-        )
+        fit_from(fit, interrupted)  # loads the checkpoint, if any, as data only
         if not fit.trainer.is_global_zero:
             return False
         model = fit.module.model.cpu()
         outputs.save(cfg, out, data_dir, model, epochs.history)
-        outputs.publish(cfg, out, data_dir, model, epochs)
+        outputs.publish(cfg, out, data_dir, epochs)
         if resume:
             resume.done()
     return True

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 from pathlib import Path
 
 import mlflow
 import yaml
+
+from mnist_pipeline.tracking.store import project_root
 
 
 def git_state() -> dict[str, str]:
@@ -40,6 +43,7 @@ def log_dataset(data_dir: Path) -> None:
     from mlflow.data.meta_dataset import MetaDataset
     from mlflow.data.sources import LocalArtifactDatasetSource
 
-    source = LocalArtifactDatasetSource(str(data_dir.resolve()))
+    # Relative to the repository: an absolute path would name this machine's folders.
+    source = LocalArtifactDatasetSource(os.path.relpath(data_dir.resolve(), project_root()))
     dataset = MetaDataset(source, name="mnist-processed", digest=processed_data_digest(data_dir))
     mlflow.log_input(dataset, context="training")

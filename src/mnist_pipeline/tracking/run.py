@@ -1,14 +1,13 @@
 """The MLflow run of one pipeline execution: opened by train, continued by evaluate.
 
-The run id travels between the two stages in a small JSON file (`models/mlflow_run.json` for the
-DVC pipeline), an output of train. Only the resolved project config is logged as params, never
+The run id travels between the two stages in `models/mlflow_run.json` (`run_file.py`), an
+output of train. Only the resolved project config is logged as params, never
 the process environment.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,19 +16,23 @@ from pathlib import Path
 import mlflow
 from omegaconf import DictConfig, OmegaConf
 
-from mnist_pipeline.atomic import write_json
 from mnist_pipeline.config import flatten, to_yaml
+from mnist_pipeline.paths import Outputs
+from mnist_pipeline.redact import redact
+from mnist_pipeline.tracking import run_file
 from mnist_pipeline.tracking.lineage import log_dataset
-from mnist_pipeline.tracking.store import UI, connect
+from mnist_pipeline.tracking.run_file import RunRecord
+from mnist_pipeline.tracking.store import connect, tracking_uri
 from mnist_pipeline.tracking.sweep import PARENT_ENV
 from mnist_pipeline.tracking.tags import run_tags
 
 
 @contextmanager
 def training_run(
-    cfg: DictConfig, data_dir: Path, run_file: Path, resume_id: str | None = None
+    cfg: DictConfig, data_dir: Path, out: Outputs, resume_id: str | None = None
 ) -> Iterator[str | None]:
-    """Open a run holding the config (params, `config.yaml`, tags, dataset); record its id.
+    """Open a run holding the config (params, `config.yaml`, tags, dataset); once the block has
+    saved the model, record which run and store it belongs to (`run_file.py`).
 
     With `resume_id`, reopen that run instead (an interrupted training going on). Under a Hydra
     sweep the run nests under the sweep's parent run. DDP's extra processes (Lightning starts
@@ -53,11 +56,12 @@ def training_run(
             mlflow.set_tag("resumed", "true")
         else:
             params = flatten(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
-            mlflow.log_params({key: str(value) for key, value in params.items()})
-            mlflow.log_text(to_yaml(cfg), "config.yaml")
+            mlflow.log_params({key: redact(str(value)) for key, value in params.items()})
+            mlflow.log_text(redact(to_yaml(cfg)), "config.yaml")
             log_dataset(data_dir)
         yield opened.info.run_id
-        write_json(run_file, {"run_id": opened.info.run_id, "experiment": cfg.tracking.experiment})
+        info, uri = opened.info, tracking_uri(cfg.tracking.uri)
+        run_file.write(out, info.run_id, cfg.tracking.experiment, info.experiment_id, uri)
         status = "FINISHED"
     finally:
         with contextlib.suppress(Exception):  # a store gone away must not hide the real error
@@ -65,12 +69,11 @@ def training_run(
 
 
 @contextmanager
-def evaluation_run(cfg: DictConfig, run_file: Path) -> Iterator[str]:
+def evaluation_run(cfg: DictConfig, record: RunRecord) -> Iterator[None]:
     """Reopen the run that train recorded, so evaluate's results land beside train's."""
-    run_id = json.loads(run_file.read_text())["run_id"]
     connect(cfg.tracking)
-    with mlflow.start_run(run_id=run_id):
-        yield run_id
+    with mlflow.start_run(run_id=record.run_id):
+        yield
 
 
 def log_test_results(headline: dict[str, float], per_class: dict) -> None:
@@ -84,11 +87,3 @@ def log_test_results(headline: dict[str, float], per_class: dict) -> None:
 def log_artifacts(folder: Path, names: list[str]) -> None:
     for name in names:
         mlflow.log_artifact(str(folder / name))
-
-
-def run_link(run_id: str) -> dict[str, str]:
-    """The run's id and its page in the MLflow UI, for reports/metrics.json."""
-    run = mlflow.get_run(run_id)
-    uri = mlflow.get_tracking_uri()
-    base = uri.rstrip("/") if uri.startswith("http") else UI
-    return {"run_id": run_id, "url": f"{base}/#/experiments/{run.info.experiment_id}/runs/{run_id}"}

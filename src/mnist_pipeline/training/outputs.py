@@ -14,6 +14,7 @@ from mnist_pipeline.atomic import write_text
 from mnist_pipeline.data import splits
 from mnist_pipeline.model import model_file
 from mnist_pipeline.paths import Outputs
+from mnist_pipeline.redact import redact
 from mnist_pipeline.report import figures
 from mnist_pipeline.tracking import registry
 from mnist_pipeline.tracking.epochs import EpochMetrics
@@ -30,20 +31,19 @@ def save(cfg: DictConfig, out: Outputs, data_dir: Path, model: nn.Module, histor
     figures.training_curves(history, out.reports / "training.png")
 
 
-def publish(
-    cfg: DictConfig, out: Outputs, data_dir: Path, model: nn.Module, epochs: EpochMetrics
-) -> None:
-    """Log the curves and register the model; a store that refuses is one clear error."""
+def publish(cfg: DictConfig, out: Outputs, data_dir: Path, epochs: EpochMetrics) -> None:
+    """Log the curves and register the saved model file; a store that refuses is one clear
+    error."""
     example = splits.load(data_dir, "val").images[:5].astype("float32")
     epochs.log_missed()
     try:
         log_artifacts(out.reports, ["training.png"])
-        registry.log_model(model, splits.load_stats(data_dir), example)
+        registry.log_model(out.model, example)
     except Exception as e:
         raise TrackingError(
             f"training finished and {out.model} is saved, but MLflow at "
-            f"{tracking_uri(cfg.tracking.uri)} took neither the training curves nor "
-            f"the model ({type(e).__name__}: {str(e).splitlines()[0][:200]})"
+            f"{redact(tracking_uri(cfg.tracking.uri))} took neither the training curves nor "
+            f"the model ({type(e).__name__}: {redact(str(e).splitlines()[0][:200])})"
         ) from e
     if epochs.unlogged:
         raise TrackingError(

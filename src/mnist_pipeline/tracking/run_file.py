@@ -1,0 +1,75 @@
+"""`models/mlflow_run.json`: which MLflow run, in which store, a trained model belongs to.
+
+Train writes it; evaluate reads it before logging anything, and refuses a model that is not the
+one that run logged, or a store that is not the one train used (another `MLFLOW_TRACKING_URI`),
+with one paragraph saying what to do. The file is git-tracked, so it names the store without
+credentials or local paths, and the model by its hash: a run id inside `model.pt` would make
+identical weights differ in bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from mnist_pipeline.atomic import write_json
+from mnist_pipeline.paths import Outputs
+from mnist_pipeline.redact import redact, without_credentials
+from mnist_pipeline.tracking.store import UI, TrackingError, project_root, tracking_uri
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    run_id: str
+    experiment: str
+    experiment_id: str
+    store: str  # `store_label` of the tracking URI
+    model_sha256: str
+
+    def link(self, uri: str) -> str:
+        """The run's page in the MLflow UI (`make ui` for the local store)."""
+        base = without_credentials(uri).rstrip("/") if uri.startswith("http") else UI
+        return f"{base}/#/experiments/{self.experiment_id}/runs/{self.run_id}"
+
+
+def store_label(uri: str) -> str:
+    """The URI as recorded: credentials hidden, this repository's own store as `mlflow.db`."""
+    local = f"sqlite:///{project_root()}/"
+    return redact(uri.replace(local, "sqlite:///", 1) if uri.startswith(local) else uri)
+
+
+def model_digest(model: Path) -> str:
+    return hashlib.sha256(model.read_bytes()).hexdigest()
+
+
+def write(out: Outputs, run_id: str, experiment: str, experiment_id: str, uri: str) -> None:
+    record = RunRecord(run_id, experiment, experiment_id, store_label(uri), model_digest(out.model))
+    write_json(out.run_file, asdict(record))
+
+
+def read_checked(out: Outputs, configured_uri: str | None) -> RunRecord:
+    """The record, if `out.model` is the model it names and this process tracks to its store."""
+    try:
+        record = RunRecord(**json.loads(out.run_file.read_text()))
+    except (OSError, ValueError, TypeError) as e:
+        raise TrackingError(
+            f"{out.run_file} is missing or not written by this project's train stage ({e}): "
+            "run `dvc repro train` (or `dvc repro -f train`) to train and record the run again."
+        ) from e
+    here = store_label(tracking_uri(configured_uri))
+    if record.store != here:
+        raise TrackingError(
+            f"{out.model} was trained in MLflow run {record.run_id} of the store {record.store}, "
+            f"but this evaluate would log to {here}. Set MLFLOW_TRACKING_URI (or tracking.uri) "
+            "back to the store train used, or retrain into this one with `dvc repro -f train`. "
+            "Nothing was evaluated."
+        )
+    if model_digest(out.model) != record.model_sha256:
+        raise TrackingError(
+            f"{out.model} is not the model MLflow run {record.run_id} logged (its sha256 differs "
+            f"from the one in {out.run_file}): it was replaced after training. Run `dvc repro "
+            "train` to train and record it again. Nothing was evaluated."
+        )
+    return record
