@@ -1,6 +1,8 @@
 """Atomic output: the old file or the whole new one, never a half-written file or a stray temp."""
 
 import json
+import os
+import stat
 
 import pytest
 
@@ -51,3 +53,29 @@ def test_write_json_is_valid_and_sorted(tmp_path):
     assert text.endswith("}\n")
     keys = [line.strip().split(":")[0] for line in text.splitlines() if ":" in line]
     assert keys == ['"alpha"', '"a"', '"b"', '"mid"', '"zeta"']
+
+
+def test_mode_follows_the_umask_without_touching_it(tmp_path, monkeypatch):
+    """Setting the process-wide umask, even for a moment, races with every other thread."""
+    old = os.umask(0o027)
+    try:
+        monkeypatch.setattr(os, "umask", lambda *a: pytest.fail("atomic_path changed the umask"))
+        write_text(tmp_path / "out.txt", "x")
+    finally:
+        monkeypatch.undo()
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "out.txt").stat().st_mode) == 0o640
+
+
+def test_the_directory_is_synced_after_the_rename(tmp_path, monkeypatch):
+    """Without it, a power loss after the rename can bring the old directory entry back."""
+    synced: list[tuple[bool, bool]] = []  # (is a directory, target already renamed in)
+    real_fsync = os.fsync
+
+    def spy(fd: int) -> None:
+        synced.append((stat.S_ISDIR(os.fstat(fd).st_mode), (tmp_path / "out.txt").exists()))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    write_text(tmp_path / "out.txt", "x")
+    assert synced == [(False, False), (True, True)]  # the data, then the directory entry

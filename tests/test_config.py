@@ -54,11 +54,19 @@ def test_every_optimizer_and_scheduler_instantiate(optimizer: str, scheduler: st
 
 @pytest.mark.parametrize("trainer", options("trainer"))
 def test_every_trainer_config_is_lightning_trainer_arguments(trainer: str) -> None:
+    """GPU options too: Lightning checks every argument when the Trainer is built, so a GPU config
+    built on the CPU (its accelerator and device count swapped, nothing else) is checked whole."""
     import pytorch_lightning as pl
 
     cfg = compose([f"trainer={trainer}"], conf_dir=CONF).trainer
-    if cfg.get("accelerator", "cpu") == "cpu":
-        assert isinstance(instantiate(cfg, logger=False), pl.Trainer)
+    on_cpu = {"accelerator": "cpu", "devices": 2 if cfg.get("strategy") == "ddp" else 1}
+    built = instantiate(cfg, logger=False, **on_cpu)
+    assert isinstance(built, pl.Trainer)
+    assert built.max_epochs == cfg.max_epochs
+    if trainer in ("gpu", "ddp"):
+        assert cfg.accelerator == "gpu" and built.precision == cfg.precision == "bf16-mixed"
+    if trainer == "ddp":
+        assert type(built.strategy).__name__ == "DDPStrategy" and built.world_size == 2
 
 
 def test_overrides_reach_the_composition() -> None:

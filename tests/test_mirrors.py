@@ -5,11 +5,15 @@ import gzip
 import hashlib
 import http.server
 import logging
+import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -369,22 +373,57 @@ def test_a_damaged_file_is_fetched_again(good_mirror, tmp_path):
     assert (tmp_path / FIRST.name).read_bytes() == RAW[FIRST.name]
 
 
-def test_a_write_failing_midway_leaves_nothing_and_says_so(http_mirror, tmp_path):
-    """A real write failure: the file-size limit (RLIMIT_FSIZE) is hit halfway through."""
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 64 KiB filesystem (tmpfs), for a disk that fills up mid-download."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
+    folder = tmp_path / "small"
+    folder.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(folder)], check=True)
+    yield folder
+    subprocess.run(["umount", str(folder)], check=True)
+
+
+# Each a real failure of the local disk, set up in the downloading process before it starts.
+DISK_FAILURES = {
+    # the file-size limit (RLIMIT_FSIZE) hit halfway through: EFBIG, not a kill
+    "File too large": "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+    "resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))",
+    # a folder this user may not write to (root may write anywhere: run as nobody)
+    # (what Python loads lazily is loaded first: nobody cannot read root's Python install)
+    "Permission denied": "import encodings.idna\nos.setuid(65534) if os.geteuid() == 0 else None",
+    "No space left on device": "",  # the `small_disk` filesystem fills up
+}
+
+
+@pytest.mark.parametrize("reason", DISK_FAILURES)
+def test_a_write_failing_midway_leaves_nothing_and_says_so(
+    reason: str, http_mirror: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    dest = tmp_path / "raw"
+    dest.mkdir()
+    if (
+        reason == "Permission denied"
+    ):  # readable by all (pytest's own folders are not): not writable
+        dest = Path(tempfile.mkdtemp())
+        request.addfinalizer(lambda: shutil.rmtree(dest))
+        dest.chmod(0o555)
+    if reason == "No space left on device":
+        dest = request.getfixturevalue("small_disk")
     script = f"""
-import resource, signal, sys
+import os, resource, signal, sys
 from pathlib import Path
 from mnist_pipeline.data.mirrors import DownloadError, RemoteFile, download_all
-signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # get EFBIG instead of being killed
-resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
+{DISK_FAILURES[reason]}
 try:
     download_all([RemoteFile({REMOTE[0].name!r}, {REMOTE[0].sha256!r})], [{http_mirror!r}],
-                 Path({str(tmp_path)!r}), timeout=5)
+                 Path({str(dest)!r}), timeout=5)
 except DownloadError as e:
     print(e)
     sys.exit(3)
 """
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert result.returncode == 3, result.stderr
-    assert "failed (File too large); nothing was left half-written" in result.stdout
-    assert list(tmp_path.iterdir()) == []
+    assert f"failed ({reason}); nothing was left half-written" in result.stdout
+    assert list(dest.iterdir()) == []

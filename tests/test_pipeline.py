@@ -46,6 +46,12 @@ def run(cmd: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedP
     return result
 
 
+def outs(root: Path, stage: str) -> dict[str, str]:
+    """A stage's outputs and their hashes, as dvc.lock records them."""
+    lock = yaml.safe_load((root / "dvc.lock").read_text())
+    return {out["path"]: out["md5"] for out in lock["stages"][stage]["outs"]}
+
+
 def make_repo(dest: Path, mirror: str) -> Repo:
     """A git + DVC repo with the project's files as a clone has them, set up for synthetic data."""
     copy_repo(dest)
@@ -131,6 +137,7 @@ def test_run_carries_tags_and_the_dataset_it_trained_on(reproduced: Repo) -> Non
     (dataset_input,) = run_.inputs.dataset_inputs
     assert dataset_input.dataset.digest == processed["md5"].removesuffix(".dir")
     assert dataset_input.dataset.name == "mnist-processed"
+    assert json.loads(dataset_input.dataset.source) == {"uri": "data/processed"}  # not this disk
 
 
 def test_model_is_registered_and_the_champion_predicts_digits(reproduced: Repo) -> None:
@@ -167,13 +174,15 @@ def test_train_stage_with_an_unreachable_server_fails_fast_and_keeps_the_model(
     result = subprocess.run(
         [sys.executable, "-m", "mnist_pipeline.train", "--params", "params.yaml"],
         cwd=root,
-        env=env | {"MLFLOW_TRACKING_URI": uri},
+        env=env | {"MLFLOW_TRACKING_URI": uri.replace("//", f"//alice:{SECRET}@")},
         capture_output=True,
         text=True,
     )
     assert result.returncode == 1
     assert time.monotonic() - started < 30
-    assert f"error: the MLflow tracking server at {uri} is not answering" in result.stderr
+    shown = uri.replace("//", "//***@")  # the token is used, never shown
+    assert f"error: the MLflow tracking server at {shown} is not answering" in result.stderr
+    assert SECRET not in result.stdout + result.stderr
     assert "Traceback" not in result.stderr
     assert model.read_bytes() == before
 
@@ -181,8 +190,14 @@ def test_train_stage_with_an_unreachable_server_fails_fast_and_keeps_the_model(
 def test_exp_run_with_override_reruns_only_train_and_evaluate(
     tmp_path: Path, http_mirror: str
 ) -> None:
+    """Also the champion rule, forced both ways: a weak first model (a learning rate too small to
+    learn), a strictly better experiment (champion moves), then a strictly worse one (it stays)."""
     root, env = make_repo(tmp_path, http_mirror)
+    run([sys.executable, "-m", "mnist_pipeline.config", "optimizer.lr=1e-6"], root, env)
     run(["dvc", "repro"], root, env)
+    trained = outs(root, "train")
+    run(["dvc", "repro", "-f", "train"], root, env)  # the same training again: the same bytes
+    assert outs(root, "train")["models/model.pt"] == trained["models/model.pt"]
     commit(root, env, "pipeline ran")
 
     result = run(["dvc", "exp", "run", "-S", "optimizer.lr=0.002"], root, env)
@@ -200,19 +215,27 @@ def test_exp_run_with_override_reruns_only_train_and_evaluate(
     assert metrics["test"]["acc"] >= 0.9
 
     client = client_for(root)
-    first, latest = runs_in_store(client)
+    first, again, latest = runs_in_store(client)
+    assert again.data.metrics["test_acc"] == first.data.metrics["test_acc"]
     assert latest.data.params["optimizer.lr"] == "0.002"
     assert latest.info.run_name == experiments[0]["revs"][0]["name"]
     assert latest.data.tags["dvc.experiment"] == latest.info.run_name
     assert latest.data.tags["overrides"] == "optimizer.lr=0.002"
     assert metrics["mlflow"]["run_id"] == latest.info.run_id  # dvc exp show leads to the run
 
-    # champion moves only to a strictly better model; candidate always to the newest
-    champion = client.get_model_version_by_alias("mnist-classifier", "champion")
-    better = latest.data.metrics["test_acc"] > first.data.metrics["test_acc"]
-    assert champion.run_id == (latest if better else first).info.run_id
-    candidate = client.get_model_version_by_alias("mnist-classifier", "candidate")
-    assert candidate.run_id == latest.info.run_id
+    def aliases() -> tuple[str, str]:
+        get = client.get_model_version_by_alias
+        return get("mnist-classifier", "champion").run_id, get(
+            "mnist-classifier", "candidate"
+        ).run_id
+
+    assert latest.data.metrics["test_acc"] > first.data.metrics["test_acc"]  # as set up
+    assert aliases() == (latest.info.run_id, latest.info.run_id)  # strictly better: promoted
+
+    run(["dvc", "exp", "run", "-S", "optimizer.lr=1e-6", "-S", "seed=7"], root, env)
+    *_, worst = runs_in_store(client)
+    assert worst.data.metrics["test_acc"] < latest.data.metrics["test_acc"]  # as set up
+    assert aliases() == (latest.info.run_id, worst.info.run_id)  # worse: only the candidate
 
 
 def test_queued_grid_runs_and_lands_in_the_main_store(tmp_path: Path, http_mirror: str) -> None:
@@ -258,6 +281,30 @@ def test_hydra_sweep_is_a_parent_run_with_a_child_per_point(
     assert not (root / "models" / "model.pt").exists()
 
 
+def test_evaluate_refuses_a_store_or_a_model_that_is_not_trains(reproduced: Repo) -> None:
+    """A different MLFLOW_TRACKING_URI, or a model.pt replaced after training: one paragraph,
+    before anything is evaluated or logged."""
+    root, env = reproduced
+    model, reports = root / "models" / "model.pt", root / "reports" / "metrics.json"
+    kept, before = model.read_bytes(), reports.read_text()
+    evaluate = [sys.executable, "-m", "mnist_pipeline.evaluate"]
+
+    def refused(extra: dict[str, str], message: str) -> None:
+        result = subprocess.run(evaluate, cwd=root, env=env | extra, capture_output=True, text=True)
+        assert result.returncode == 1 and message in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
+        assert reports.read_text() == before
+
+    other = f"sqlite:///{root / 'other.db'}"
+    refused({"MLFLOW_TRACKING_URI": other}, f"but this evaluate would log to {other}")
+    assert not (root / "other.db").exists()
+    try:
+        model.write_bytes(kept[:-1] + bytes([kept[-1] ^ 1]))
+        refused({}, "models/model.pt is not the model MLflow run")
+    finally:
+        model.write_bytes(kept)
+
+
 @pytest.fixture
 def mlflow_server(tmp_path: Path) -> Iterator[str]:
     """A real `mlflow server` on 127.0.0.1 with a SQLite backend and proxied artifacts."""
@@ -271,8 +318,11 @@ def mlflow_server(tmp_path: Path) -> Iterator[str]:
 def test_pipeline_logs_to_a_tracking_server(
     tmp_path: Path, http_mirror: str, mlflow_server: str
 ) -> None:
+    """A team's server URI carries a token: it reaches MLflow, never what MLflow or git keeps."""
     root, env = make_repo(tmp_path / "repo", http_mirror)
-    run(["dvc", "repro"], root, env | {"MLFLOW_TRACKING_URI": mlflow_server})
+    with_token = mlflow_server.replace("http://", f"http://alice:{SECRET}@")
+    run([sys.executable, "-m", "mnist_pipeline.config", f"tracking.uri={with_token}"], root, env)
+    result = run(["dvc", "repro"], root, env)
 
     assert not (root / "mlflow.db").exists()  # nothing went to the local default
     client = mlflow.MlflowClient(mlflow_server)
@@ -284,6 +334,15 @@ def test_pipeline_logs_to_a_tracking_server(
     assert champion.run_id == run_.info.run_id
     metrics = json.loads((root / "reports" / "metrics.json").read_text())
     assert metrics["mlflow"]["url"].startswith(mlflow_server)
+
+    recorded = [
+        json.dumps([run_.data.params, run_.data.tags]),
+        mlflow.artifacts.load_text(f"{run_.info.artifact_uri}/config.yaml"),
+        *(p.read_text() for p in [*root.glob("reports/*.json"), *root.glob("models/*.json")]),
+        result.stdout + result.stderr,
+    ]
+    assert not [text for text in recorded if SECRET in text]
+    assert run_.data.params["tracking.uri"] == mlflow_server.replace("http://", "http://***@")
 
 
 def test_killed_training_resumes_in_the_same_mlflow_run(tmp_path: Path, http_mirror: str) -> None:
@@ -310,8 +369,8 @@ def test_killed_training_resumes_in_the_same_mlflow_run(tmp_path: Path, http_mir
     client = client_for(root)
     (run_,) = runs_in_store(client)  # the same run went on; no second one
     assert run_.data.tags.get("resumed") == "true"
-    steps = {m.step for m in client.get_metric_history(run_.info.run_id, "val_acc")}
-    assert steps == set(range(40))
+    steps = sorted(m.step for m in client.get_metric_history(run_.info.run_id, "val_acc"))
+    assert steps == list(range(40))  # every epoch once: none lost, none logged twice
     assert run_.info.status == "FINISHED"
     history = (root / "reports" / "training.csv").read_text().splitlines()
     assert len(history) == 1 + 40  # the curves span the whole training, not just the resumed part
@@ -349,9 +408,19 @@ def test_tracking_server_dying_mid_run_loses_no_result(tmp_path: Path, http_mirr
         run(train, root, env | {"MLFLOW_TRACKING_URI": uri})
         client = mlflow.MlflowClient(uri)
         (run_,) = runs_in_store(client)  # what was missed went into the same run
-        steps = {m.step for m in client.get_metric_history(run_.info.run_id, "val_acc")}
-        assert steps == set(range(10))
+        steps = sorted(m.step for m in client.get_metric_history(run_.info.run_id, "val_acc"))
+        assert steps == list(range(10))  # the missed epochs logged once, none twice
         assert client.get_model_version_by_alias("mnist-classifier", "candidate")
     finally:
-        server.terminate()
+        os.killpg(server.pid, 9)  # and gone again, for evaluate
         server.wait(timeout=30)
+
+    evaluate = [sys.executable, "-m", "mnist_pipeline.evaluate"]
+    result = subprocess.run(
+        evaluate, cwd=root, env=env | no_retries, capture_output=True, text=True
+    )
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "the test reports are in reports/ (test accuracy" in result.stderr
+    assert f"but MLflow at {uri} did not take them" in result.stderr
+    metrics = json.loads((root / "reports" / "metrics.json").read_text())  # written all the same
+    assert metrics["mlflow"]["run_id"] == run_.info.run_id and metrics["test"]["acc"] > 0.5

@@ -6,10 +6,13 @@ from mnist_pipeline.cli import run_stage
 from mnist_pipeline.config import load_params
 from mnist_pipeline.data.mirrors import DownloadError, RemoteFile, download_all, mirror_list
 from mnist_pipeline.paths import RAW_DIR
+from mnist_pipeline.preflight import ConfigError, check_download
 
 
 def main() -> None:
-    data = load_params().data
+    cfg = load_params()
+    check_download(cfg)
+    data = cfg.data
     files = [RemoteFile(f.name, f.sha256) for f in data.files.values()]
     download_all(
         files, mirror_list(data.mirrors), RAW_DIR, timeout=data.timeout_s, attempts=data.attempts
@@ -17,4 +20,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    run_stage(main, DownloadError)
+    run_stage(main, DownloadError, ConfigError)

@@ -4,29 +4,29 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from mnist_pipeline.config import to_yaml
 
-# Values that must be positive numbers: a typo here would otherwise surface deep inside a run.
-POSITIVE = {
+# Values that must be positive numbers (the seed: non-negative), per stage: a typo here would
+# otherwise surface deep inside a run, or never (`data.attempts=0` tried no mirror at all).
+TRAINING = {
     "seed": int,
     "data.batch_size": int,
     "data.eval_batch_size": int,
     "trainer.max_epochs": int,
     "optimizer.lr": float,
 }
+DOWNLOAD = {"data.attempts": int, "data.timeout_s": float}
 
 
 class ConfigError(ValueError):
     """A config value is of the wrong type or out of range; the message names the key."""
 
 
-def check_numbers(cfg: DictConfig) -> None:
-    """Each value in POSITIVE is a number of its kind, and positive (the seed: non-negative)."""
-    for key, kind in POSITIVE.items():
+def check_numbers(cfg: DictConfig, kinds: dict[str, type]) -> None:
+    """Each of these values is a number of its kind, and positive (the seed: non-negative)."""
+    for key, kind in kinds.items():
         value = OmegaConf.select(cfg, key)
         number = isinstance(value, kind | int) and not isinstance(value, bool)
         if not number or not (value >= 0 if key == "seed" else value > 0):
@@ -39,7 +39,10 @@ def check_numbers(cfg: DictConfig) -> None:
 def check_training(cfg: DictConfig, data_dir: Path) -> None:
     """Fail on a bad training config (a wrong type, a value out of range, maps shrunk below 1x1,
     an optimizer argument torch refuses) or missing processed data."""
-    check_numbers(cfg)
+    import torch  # here, not at the top: the download stage checks its settings without torch
+    from hydra.utils import instantiate
+
+    check_numbers(cfg, TRAINING)
     instantiate(cfg.model)
     try:
         instantiate(cfg.optimizer)([torch.nn.Parameter(torch.zeros(1))])
@@ -47,3 +50,8 @@ def check_training(cfg: DictConfig, data_dir: Path) -> None:
         raise ConfigError(f"optimizer: {e} ({to_yaml(cfg.optimizer).strip()})") from e
     if not (data_dir / "stats.json").is_file():
         raise FileNotFoundError(f"{data_dir} has no processed data: run `dvc repro preprocess`")
+
+
+def check_download(cfg: DictConfig) -> None:
+    """Fail on retry and timeout settings that could not fetch anything."""
+    check_numbers(cfg, DOWNLOAD)

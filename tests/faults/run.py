@@ -99,12 +99,15 @@ class Workspace:
         return result.returncode, result.stdout + result.stderr, time.monotonic() - started
 
     def raw_verified(self) -> bool:
+        """All four raw files are there, each with its checksum (a missing one fails)."""
         params = yaml.safe_load((self.root / "params.yaml").read_text())
-        return all(
-            hashlib.sha256((self.root / "data/raw" / f["name"]).read_bytes()).hexdigest()
-            == f["sha256"]
+        files = [
+            (self.root / "data/raw" / f["name"], f["sha256"])
             for f in params["data"]["files"].values()
-            if (self.root / "data/raw" / f["name"]).exists()
+        ]
+        return all(
+            path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == sha256
+            for path, sha256 in files
         )
 
     def test_acc(self) -> float:
