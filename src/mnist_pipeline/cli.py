@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import sys
 import time
 import warnings
@@ -106,14 +107,48 @@ def setup_logging(level: int) -> None:
             warnings.filterwarnings("ignore", category=category)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (`kill`, a scheduler ending the job) as an interrupt: the stage unwinds, its MLflow
+    run is marked KILLED, and Lightning handles it as it handles Ctrl-C, at once, instead of
+    finishing the epoch and exiting with status 0 (its own SIGTERM handling)."""
+
+
+def raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated
+
+
+def interruption(error: BaseException) -> int | None:
+    """130 if Ctrl-C, 143 if SIGTERM, is anywhere in `error`'s cause/context chain, else None.
+
+    Libraries wrap the interrupt: Lightning answers it with `sys.exit(1)`, Hydra's compose with a
+    `ConfigCompositionException`; the KeyboardInterrupt stays in the chain.
+    """
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [error]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, Terminated) or type(e).__name__ == "SIGTERMException":  # Lightning's
+            return 128 + signal.SIGTERM
+        if isinstance(e, KeyboardInterrupt):
+            return 128 + signal.SIGINT
+        todo += [e.__cause__, e.__context__]
+    return None
+
+
 def run_stage(main: Callable[[], None], *expected: type[BaseException]) -> None:
-    """Run a stage; an expected failure prints one clear paragraph and exits 1, no traceback."""
+    """Run a stage; an expected failure prints one clear paragraph and exits 1, an interrupt one
+    line and 130 (Ctrl-C) or 143 (SIGTERM); no traceback."""
     level = log_level(sys.argv)
     setup_logging(level)
     log = logging.getLogger(__name__)
     stage = os.path.splitext(os.path.basename(sys.argv[0]))[0]
     log.debug("%s: starting in %s (python %s)", stage, os.getcwd(), sys.version.split()[0])
     started = time.perf_counter()
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:  # unless someone handles it already
+        signal.signal(signal.SIGTERM, raise_terminated)
     with contextlib.ExitStack() as quiet:
         if level >= logging.WARNING:  # no progress output either: prints, progress bars
             quiet.enter_context(
@@ -121,7 +156,18 @@ def run_stage(main: Callable[[], None], *expected: type[BaseException]) -> None:
             )
         try:
             main()
-        except expected as e:
+        except BaseException as e:
+            code = interruption(e)
+            if code is not None:
+                how = "Ctrl-C" if code == 128 + signal.SIGINT else "SIGTERM"
+                print(
+                    f"error: {stage} interrupted ({how}); nothing half-written was kept. Run "
+                    "`dvc repro` again to go on (a training resumes from its last epoch).",
+                    file=sys.stderr,
+                )
+                sys.exit(code)
+            if not isinstance(e, expected):
+                raise
             print(f"error: {redact(str(e))}", file=sys.stderr)
             sys.exit(1)
     log.debug("%s: done in %.1f s", stage, time.perf_counter() - started)

@@ -10,12 +10,13 @@ from omegaconf import DictConfig
 
 from mnist_pipeline.atomic import write_json, write_text
 from mnist_pipeline.cli import run_stage
-from mnist_pipeline.config import load_params
 from mnist_pipeline.data import splits
 from mnist_pipeline.data.tensors import normalise
 from mnist_pipeline.model import model_file
 from mnist_pipeline.model.networks import complexity
+from mnist_pipeline.params_guard import ParamsSnapshot
 from mnist_pipeline.paths import PIPELINE, PROCESSED_DIR, Outputs
+from mnist_pipeline.preflight import ConfigError
 from mnist_pipeline.redact import redact
 from mnist_pipeline.report import figures, metrics
 from mnist_pipeline.tracking import registry, run, run_file
@@ -42,8 +43,6 @@ def evaluate(cfg: DictConfig, out: Outputs = PIPELINE, data_dir: Path = PROCESSE
             run.log_artifacts(out.reports, [*REPORTS, "confusion.png", "mistakes.png"])
             mlflow.log_metrics({f"model_{name}": value for name, value in size.items()})
             registry.promote_if_better(record.run_id, result["acc"])
-    except TrackingError:
-        raise
     except Exception as e:  # the store went away or refused: the reports are on disk already
         raise TrackingError(
             f"the test reports are in {out.reports}/ (test accuracy {result['acc']:.4f}), but "
@@ -78,7 +77,14 @@ def write_reports(
 
 
 def main() -> None:
-    evaluate(load_params())
+    """The DVC stage. params.yaml must be at the end what it was at the start (two `dvc exp run`
+    in one workspace would otherwise record reports under params they were not made with)."""
+    try:
+        params = ParamsSnapshot.read()
+        evaluate(params.config)
+        params.check("the reports just written")
+    except (ConfigError, splits.DataError) as e:  # one paragraph, as `run_stage` gives
+        raise SystemExit(f"error: {e}") from None
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from mnist_pipeline.cli import run_stage
 from mnist_pipeline.config import load_params
 from mnist_pipeline.data import idx, splits
 from mnist_pipeline.paths import PROCESSED_DIR, RAW_DIR
+from mnist_pipeline.preflight import check_split
 
 
 def read_split(images_file: str, labels_file: str) -> splits.Split:
@@ -16,8 +17,9 @@ def read_split(images_file: str, labels_file: str) -> splits.Split:
 
 
 def main() -> None:
-    data = load_params().data
-    files = data.files
+    cfg = load_params()
+    check_split(cfg)  # before reading anything: `abc` or `4999.5` is refused naming the key
+    data, files = cfg.data, cfg.data.files
     full_train = read_split(files.train_images.name, files.train_labels.name)
     train_idx, val_idx = splits.stratified_split(full_train.labels, data.val_size, data.split_seed)
     parts = {

@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import runpy
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig
 
 from mnist_pipeline.cli import run_stage
-from mnist_pipeline.config import load_params
+from mnist_pipeline.data import splits
+from mnist_pipeline.params_guard import ParamsSnapshot
 from mnist_pipeline.paths import PIPELINE, PROCESSED_DIR, Outputs
 from mnist_pipeline.preflight import ConfigError, check_training
 from mnist_pipeline.tracking.epochs import EpochMetrics
@@ -30,9 +32,17 @@ from mnist_pipeline.training.build import build
 from mnist_pipeline.training.resume import fit_from, pipeline_resume
 
 
-def train(cfg: DictConfig, out: Outputs = PIPELINE, data_dir: Path = PROCESSED_DIR) -> bool:
+def train(
+    cfg: DictConfig,
+    out: Outputs = PIPELINE,
+    data_dir: Path = PROCESSED_DIR,
+    before_save: Callable[[], None] = lambda: None,
+) -> bool:
     """Build data, model, callbacks and Trainer; fit; save and publish the model. Returns whether
-    this process wrote the outputs (under DDP, only rank 0 does)."""
+    this process wrote the outputs (under DDP, only rank 0 does). `before_save` may refuse to
+    write them (the stage checks that params.yaml did not change meanwhile)."""
+    for name in ("train", "val"):  # damaged data fails here, before any MLflow run opens
+        splits.load(data_dir, name)
     # The pipeline resumes an interrupted training of the same config and data; ad-hoc runs,
     # each in a fresh folder, start afresh.
     resume = pipeline_resume(cfg, data_dir) if out == PIPELINE else None
@@ -46,6 +56,7 @@ def train(cfg: DictConfig, out: Outputs = PIPELINE, data_dir: Path = PROCESSED_D
         if not fit.trainer.is_global_zero:
             return False
         model = fit.module.model.cpu()
+        before_save()
         outputs.save(cfg, out, data_dir, model, epochs.history)
         outputs.publish(cfg, out, data_dir, epochs)
         if resume:
@@ -54,15 +65,24 @@ def train(cfg: DictConfig, out: Outputs = PIPELINE, data_dir: Path = PROCESSED_D
 
 
 def stage() -> None:
-    cfg = load_params(sys.argv[sys.argv.index("--params") + 1])
-    check_training(cfg, PROCESSED_DIR)
-    train(cfg)
+    """The DVC stage: everything checked before any run opens; params.yaml checked unchanged
+    before the outputs are written and again at the end (two `dvc exp run` in one workspace)."""
+    args = sys.argv[1:]
+    given = args[args.index("--params") + 1 :][:1]
+    if not given or given[0].startswith("-"):
+        raise ConfigError(
+            "--params needs the params file: `python -m mnist_pipeline.train --params params.yaml`"
+        )
+    params = ParamsSnapshot.read(given[0])
+    check_training(params.config, PROCESSED_DIR)
+    train(params.config, before_save=lambda: params.check("the model about to be saved"))
+    params.check("the model and curves just saved")
 
 
 if __name__ == "__main__":
     if "--params" in sys.argv:
         expected = (InstantiationException, FileNotFoundError, ConfigError, FloatingPointError)
-        run_stage(stage, *expected, TrackingError)
+        run_stage(stage, *expected, splits.DataError, TrackingError)
     else:  # an ad-hoc run or sweep, never part of the DVC stage. Run by name, not imported:
         # `adhoc` imports this module's recipe, and the train stage must not depend on its code.
         runpy.run_module("mnist_pipeline.adhoc", run_name="__main__", alter_sys=True)

@@ -34,8 +34,11 @@ def stratified_split(labels: np.ndarray, val_size: int, seed: int) -> tuple[np.n
     Per-class quotas are floor(val_size * share) topped up by largest remainder, so they sum to
     exactly `val_size`.
     """
-    if not 0 < val_size < len(labels):
-        raise ValueError(f"data.val_size={val_size} must be between 1 and {len(labels) - 1}")
+    whole = isinstance(val_size, int) and not isinstance(val_size, bool)
+    if not whole or not 0 < val_size < len(labels):
+        raise ValueError(
+            f"data.val_size={val_size!r} must be between 1 and {len(labels) - 1} (a whole number)"
+        )
     rng = np.random.default_rng(seed)
     classes, counts = np.unique(labels, return_counts=True)
     exact = val_size * counts / len(labels)
@@ -76,9 +79,48 @@ def save(splits: dict[str, Split], out_dir: Path) -> None:
     )
 
 
+class DataError(ValueError):
+    """A processed split that is not what preprocess writes; the message names the file."""
+
+
 def load(out_dir: Path, name: str) -> Split:
-    with np.load(out_dir / f"{name}.npz") as f:
-        return Split(f["images"], f["labels"])
+    """One split, checked: a damaged file is named as such (numpy alone would say "Cannot load
+    file containing pickled data", as if the file held objects) and told how to remake."""
+    path = out_dir / f"{name}.npz"
+    remake = (
+        "restore it with `dvc checkout data/processed` or remake it with `dvc repro -f preprocess`"
+    )
+    try:
+        with open(path, "rb") as f:
+            archive = f.read(4) == b"PK\x03\x04"  # what np.savez writes: a zip
+        if not archive:
+            raise DataError(f"{path} is not a processed split (not an .npz archive): {remake}")
+        with np.load(path, allow_pickle=False) as f:
+            split = Split(f["images"], f["labels"])
+    except FileNotFoundError:
+        raise DataError(f"{path} is missing: run `dvc repro preprocess`") from None
+    except DataError:
+        raise
+    except Exception as e:  # a truncated zip, missing arrays, arrays holding objects
+        detail = " ".join(str(e).split())[:200]
+        raise DataError(
+            f"{path} is not a processed split ({type(e).__name__}: {detail}): {remake}"
+        ) from None
+    images, labels = split.images, split.labels
+    if not (
+        images.dtype == np.uint8
+        and images.ndim == 3
+        and images.shape[1:] == (28, 28)
+        and labels.dtype == np.int64
+        and labels.shape == (len(images),)
+        and (len(labels) == 0 or 0 <= labels.min() <= labels.max() <= 9)
+    ):
+        raise DataError(
+            f"{path} holds images {images.dtype} {images.shape} and labels {labels.dtype} "
+            f"{labels.shape}, not uint8 (N, 28, 28) images with int64 (N,) labels 0-9: remake it "
+            "with `dvc repro -f preprocess`"
+        )
+    return split
 
 
 def load_stats(out_dir: Path) -> dict:

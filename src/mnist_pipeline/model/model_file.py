@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import inspect
 import pickle
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,8 @@ PLAIN = (bool, int, float, str, type(None))
 
 
 class CheckpointError(ValueError):
-    """A model file that is not one of ours, or that could run code when unpickled or built."""
+    """A model file that is unreadable, not one of ours, or that could run code when unpickled or
+    built; the message names the file."""
 
 
 def save(path: Path, model: nn.Module, model_cfg: dict[str, Any], stats: dict[str, float]) -> None:
@@ -50,6 +52,7 @@ def save(path: Path, model: nn.Module, model_cfg: dict[str, Any], stats: dict[st
 
 def load(path: Path) -> tuple[nn.Module, dict[str, float]]:
     """Rebuild the network from its stored config and load its weights (safely)."""
+    check_readable(path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
@@ -57,6 +60,8 @@ def load(path: Path) -> tuple[nn.Module, dict[str, float]]:
             f"{path} holds pickled Python objects, not only tensors and plain values; refusing to "
             f"load it, since unpickling can run arbitrary code ({str(e).splitlines()[0]})"
         ) from e
+    except Exception as e:  # a damaged archive: torch's RuntimeError, OSError, EOFError, ...
+        raise unreadable(path, f"{type(e).__name__}: {str(e).splitlines()[0][:200]}") from e
     if (
         not isinstance(payload, dict)
         or not {"model", "state_dict", "normalisation"} <= payload.keys()
@@ -71,6 +76,35 @@ def load(path: Path) -> tuple[nn.Module, dict[str, float]]:
     except (RuntimeError, TypeError, AttributeError) as e:
         raise CheckpointError(f"{path}: the weights do not fit the network it names ({e})") from e
     return model.eval(), {"mean": float(norm["mean"]), "std": float(norm["std"])}
+
+
+def check_readable(path: Path) -> None:
+    """Refuse, naming the file, what cannot be a `torch.save` archive, before torch reads it.
+
+    `torch.save` writes a zip archive whose directory is at its end: a file cut short (a copy or
+    download interrupted) or overwritten with anything else is not a zip archive, and torch would
+    fail on it with errors that name neither the file nor the fix ("PytorchStreamReader failed
+    ...", "Invalid argument", or a pickling error that suggests `weights_only=False`).
+    """
+    if not path.exists():
+        raise unreadable(path, "no such file")
+    if not path.is_file():
+        raise unreadable(path, "not a file")
+    try:
+        size, archive = path.stat().st_size, zipfile.is_zipfile(path)
+    except OSError as e:
+        raise unreadable(path, e.strerror or str(e)) from e
+    if size == 0:
+        raise unreadable(path, "the file is empty")
+    if not archive:
+        raise unreadable(path, f"{size} bytes that are not a PyTorch archive: cut short or garbage")
+
+
+def unreadable(path: Path, reason: str) -> CheckpointError:
+    return CheckpointError(
+        f"{path} cannot be read as a model file ({reason}). Run `dvc repro train` to train it "
+        "again, or `dvc pull` to fetch it from the DVC remote."
+    )
 
 
 def load_served(path: Path) -> nn.Module:

@@ -16,6 +16,7 @@ from pathlib import Path
 import mlflow
 from omegaconf import DictConfig, OmegaConf
 
+from mnist_pipeline.cli import interruption
 from mnist_pipeline.config import flatten, to_yaml
 from mnist_pipeline.paths import Outputs
 from mnist_pipeline.redact import redact
@@ -34,26 +35,31 @@ def training_run(
     """Open a run holding the config (params, `config.yaml`, tags, dataset); once the block has
     saved the model, record which run and store it belongs to (`run_file.py`).
 
-    With `resume_id`, reopen that run instead (an interrupted training going on). Under a Hydra
-    sweep the run nests under the sweep's parent run. DDP's extra processes (Lightning starts
-    them with RANK or LOCAL_RANK set) track nothing.
+    With `resume_id`, reopen that run instead (an interrupted training going on), renamed after
+    the current DVC experiment: DVC names the rerun afresh. An interrupted block (Ctrl-C, SIGTERM)
+    leaves the run KILLED, a failed one FAILED. Under a Hydra sweep the run nests under the
+    sweep's parent run. DDP's extra processes (Lightning starts them with RANK or LOCAL_RANK set)
+    track nothing.
     """
     if os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) != "0":
         yield None
         return
     connect(cfg.tracking)
-    if resume_id:
-        opened = mlflow.start_run(run_id=resume_id)
+    experiment = os.environ.get("DVC_EXP_NAME")  # this DVC experiment's name, if any
+    if resume_id:  # renamed: the killed training may have been another experiment's
+        opened = mlflow.start_run(run_id=resume_id, run_name=experiment)
     else:
         opened = mlflow.start_run(
-            run_name=os.environ.get("DVC_EXP_NAME"),
+            run_name=experiment,
             parent_run_id=os.environ.get(PARENT_ENV),
             tags=run_tags(cfg),
         )
     status = "FAILED"
     try:
         if resume_id:
-            mlflow.set_tag("resumed", "true")
+            mlflow.set_tags(
+                {"resumed": "true"} | ({"dvc.experiment": experiment} if experiment else {})
+            )
         else:
             params = flatten(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
             mlflow.log_params({key: redact(str(value)) for key, value in params.items()})
@@ -63,6 +69,10 @@ def training_run(
         info, uri = opened.info, tracking_uri(cfg.tracking.uri)
         run_file.write(out, info.run_id, cfg.tracking.experiment, info.experiment_id, uri)
         status = "FINISHED"
+    except BaseException as e:
+        if interruption(e):  # Ctrl-C or SIGTERM, as MLflow marks an interrupted run
+            status = "KILLED"
+        raise
     finally:
         with contextlib.suppress(Exception):  # a store gone away must not hide the real error
             mlflow.end_run(status)

@@ -17,7 +17,13 @@ from pathlib import Path
 from mnist_pipeline.atomic import write_json
 from mnist_pipeline.paths import Outputs
 from mnist_pipeline.redact import redact, without_credentials
-from mnist_pipeline.tracking.store import UI, TrackingError, project_root, tracking_uri
+from mnist_pipeline.tracking.store import (
+    DEFAULT_STORE,
+    UI,
+    TrackingError,
+    project_root,
+    tracking_uri,
+)
 
 
 @dataclass(frozen=True)
@@ -28,9 +34,16 @@ class RunRecord:
     store: str  # `store_label` of the tracking URI
     model_sha256: str
 
-    def link(self, uri: str) -> str:
-        """The run's page in the MLflow UI (`make ui` for the local store)."""
-        base = without_credentials(uri).rstrip("/") if uri.startswith("http") else UI
+    def link(self, uri: str) -> str | None:
+        """The run's page in the MLflow UI: on the tracking server, or on `make ui` for the
+        project's own `mlflow.db`. None for any other store (another SQLite file, a database, a
+        folder): no UI is known to serve it, and `make ui`'s would not hold the run."""
+        if uri.startswith(("http://", "https://")):
+            base = without_credentials(uri).rstrip("/")
+        elif store_label(uri) == f"sqlite:///{DEFAULT_STORE}":
+            base = UI
+        else:
+            return None
         return f"{base}/#/experiments/{self.experiment_id}/runs/{self.run_id}"
 
 
@@ -66,7 +79,15 @@ def read_checked(out: Outputs, configured_uri: str | None) -> RunRecord:
             "back to the store train used, or retrain into this one with `dvc repro -f train`. "
             "Nothing was evaluated."
         )
-    if model_digest(out.model) != record.model_sha256:
+    try:
+        digest = model_digest(out.model)
+    except OSError as e:  # missing (never pulled), a directory, unreadable
+        raise TrackingError(
+            f"{out.model} cannot be read ({e.strerror or e}), though {out.run_file} records "
+            f"MLflow run {record.run_id} for it. Run `dvc repro train` to train it again, or "
+            "`dvc pull` to fetch it from the DVC remote. Nothing was evaluated."
+        ) from e
+    if digest != record.model_sha256:
         raise TrackingError(
             f"{out.model} is not the model MLflow run {record.run_id} logged (its sha256 differs "
             f"from the one in {out.run_file}): it was replaced after training. Run `dvc repro "

@@ -14,6 +14,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from mnist_pipeline.config import CONF_DIR, flatten, hydra_context
+from mnist_pipeline.redact import redact
 from mnist_pipeline.tracking.lineage import git_state
 
 
@@ -78,7 +79,7 @@ def run_tags(cfg: DictConfig) -> dict[str, str]:
     changed = described["overrides"]
     tags = {
         "model": described["model"],
-        "overrides": " ".join(changed) or "(defaults)",
+        "overrides": redact(" ".join(changed)) or "(defaults)",  # tracking.uri may hold a token
         "varied": ",".join(sorted(o.split("=")[0] for o in changed)) or "(defaults)",
         **git_state(),
     }
