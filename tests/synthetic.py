@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+from pathlib import Path
 
 import numpy as np
 
-from mnist_pipeline.data import idx
+from mnist_pipeline.data import idx, splits
 
 NAMES = {
     "train_images": "train-images-idx3-ubyte",
@@ -56,3 +57,13 @@ def checksums(files: dict[str, bytes]) -> dict[str, str]:
 def checksum_overrides(files: dict[str, bytes]) -> list[str]:
     """Hydra overrides that point `data.files.*.sha256` at the synthetic data."""
     return [f"data.files.{key}.sha256={digest}" for key, digest in checksums(files).items()]
+
+
+def write_processed(folder: Path, n_train: int = 256, n_eval: int = 64) -> Path:
+    """A small processed dataset, as the preprocess stage writes it (val and test share digits)."""
+    train_x, train_y = synthetic_digits(n_train, seed=1)
+    eval_x, eval_y = synthetic_digits(n_eval, seed=2)
+    evaluation = splits.Split(eval_x, eval_y.astype(np.int64))
+    parts = {"train": splits.Split(train_x, train_y.astype(np.int64)), "val": evaluation}
+    splits.save({**parts, "test": evaluation}, folder)
+    return folder

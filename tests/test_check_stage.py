@@ -16,7 +16,7 @@ from mnist_pipeline.config import compose, to_yaml
 from mnist_pipeline.data import splits
 from mnist_pipeline.paths import Outputs
 from mnist_pipeline.preflight import ConfigError, check_all, check_training
-from synthetic import mirror_files, synthetic_digits
+from synthetic import mirror_files, write_processed
 from workspace import REPO, clean_env
 
 CONF = REPO / "conf"
@@ -112,13 +112,6 @@ def test_preprocess_refuses_a_val_size_that_is_not_a_count(
     for name, data in mirror_files().items():
         (tmp_path / "data" / "raw" / name.removesuffix(".gz")).write_bytes(gzip.decompress(data))
     one_paragraph(stage("preprocess", tmp_path), f"data.val_size={shown} must be a whole number")
-
-
-def write_processed(folder: Path) -> Path:
-    images, labels = synthetic_digits(64, seed=1)
-    part = splits.Split(images, labels.astype(np.int64))
-    splits.save({"train": part, "val": part, "test": part}, folder)
-    return folder
 
 
 def test_a_damaged_split_is_named_and_no_mlflow_run_opens(tmp_path: Path) -> None:

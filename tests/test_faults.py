@@ -10,17 +10,15 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 from hydra.errors import InstantiationException
 from omegaconf import OmegaConf
 
 from mnist_pipeline.config import compose, to_yaml
-from mnist_pipeline.data import splits
 from mnist_pipeline.preflight import ConfigError, check_training
 from mnist_pipeline.tracking.store import TrackingError, connect
 from mnist_pipeline.training.build import build
-from synthetic import synthetic_digits
+from synthetic import write_processed
 from workspace import REPO, clean_env
 
 CONF = REPO / "conf"
@@ -29,18 +27,7 @@ CONF = REPO / "conf"
 @pytest.fixture(scope="module")
 def processed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small processed dataset, as preprocess writes it."""
-    folder = tmp_path_factory.mktemp("processed")
-    train_x, train_y = synthetic_digits(256, seed=1)
-    test_x, test_y = synthetic_digits(64, seed=2)
-    splits.save(
-        {
-            "train": splits.Split(train_x, train_y.astype(np.int64)),
-            "val": splits.Split(test_x, test_y.astype(np.int64)),
-            "test": splits.Split(test_x, test_y.astype(np.int64)),
-        },
-        folder,
-    )
-    return folder
+    return write_processed(tmp_path_factory.mktemp("processed"))
 
 
 @pytest.mark.parametrize(

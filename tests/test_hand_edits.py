@@ -11,17 +11,15 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import yaml
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from mnist_pipeline.config import compose, flatten, to_yaml
-from mnist_pipeline.data import splits
 from mnist_pipeline.params_guard import ParamsChanged, check_baseline
 from mnist_pipeline.preflight import ConfigError
-from synthetic import synthetic_digits
+from synthetic import write_processed
 from workspace import REPO, clean_env, commit
 
 CONF = REPO / "conf"
@@ -78,13 +76,6 @@ def test_exp_run_refuses_a_baseline_whose_hand_edits_it_would_drop(baseline: Pat
     check_baseline()  # the experiment sets the key itself: the user's choice, nothing dropped
 
 
-def processed(root: Path) -> None:
-    images, labels = synthetic_digits(200, seed=1)
-    part = splits.Split(images, labels.astype(np.int64))
-    val = part.take(np.arange(50))
-    splits.save({"train": part, "val": val, "test": part}, root / "data" / "processed")
-
-
 def test_params_rewritten_while_training_stops_the_stage_before_it_saves(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -93,7 +84,7 @@ def test_params_rewritten_while_training_stops_the_stage_before_it_saves(
     another thread once the first epoch's checkpoint is on disk."""
     from mnist_pipeline import train
 
-    processed(tmp_path)
+    write_processed(tmp_path / "data" / "processed")
     shutil.copytree(CONF, tmp_path / "conf")  # the run's tags read the choices from conf/
     overrides = ["trainer.max_epochs=8", "trainer.enable_progress_bar=false"]  # 2 steps each
     overrides.append(f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}")

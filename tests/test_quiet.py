@@ -15,13 +15,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
 from mnist_pipeline.config import compose
-from mnist_pipeline.data import splits
-from synthetic import checksum_overrides, mirror_files, synthetic_digits
+from synthetic import checksum_overrides, mirror_files, write_processed
 from workspace import REPO, clean_env, copy_repo
 
 # What mlflow/telemetry/utils.py reads as CI or a test run (telemetry off whatever the project
@@ -158,17 +156,7 @@ def test_quiet_and_verbose_stages(raw_data: Path) -> None:
 @pytest.fixture(scope="module")
 def processed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small processed dataset as preprocess writes it, and a 1-epoch MLP config beside it."""
-    folder = tmp_path_factory.mktemp("processed")
-    train_x, train_y = synthetic_digits(256, seed=1)
-    test_x, test_y = synthetic_digits(64, seed=2)
-    splits.save(
-        {
-            "train": splits.Split(train_x, train_y.astype(np.int64)),
-            "val": splits.Split(test_x, test_y.astype(np.int64)),
-            "test": splits.Split(test_x, test_y.astype(np.int64)),
-        },
-        folder,
-    )
+    folder = write_processed(tmp_path_factory.mktemp("processed"))
     overrides = ["model=mlp", "trainer.max_epochs=1", "trainer.enable_progress_bar=false"]
     OmegaConf.save(compose(overrides, conf_dir=REPO / "conf"), folder / "params.yaml")
     return folder

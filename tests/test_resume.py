@@ -8,16 +8,14 @@ import os
 import pickle
 from pathlib import Path
 
-import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
 
 from mnist_pipeline.config import compose
-from mnist_pipeline.data import splits
 from mnist_pipeline.training.build import build
 from mnist_pipeline.training.resume import Interrupted, Resume, fit_from
-from synthetic import synthetic_digits
+from synthetic import write_processed
 from workspace import REPO
 
 OVERRIDES = [
@@ -31,18 +29,7 @@ OVERRIDES = [
 @pytest.fixture(scope="module")
 def processed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small processed dataset, as preprocess writes it."""
-    folder = tmp_path_factory.mktemp("processed")
-    train_x, train_y = synthetic_digits(256, seed=1)
-    val_x, val_y = synthetic_digits(64, seed=2)
-    splits.save(
-        {
-            "train": splits.Split(train_x, train_y.astype(np.int64)),
-            "val": splits.Split(val_x, val_y.astype(np.int64)),
-            "test": splits.Split(val_x, val_y.astype(np.int64)),
-        },
-        folder,
-    )
-    return folder
+    return write_processed(tmp_path_factory.mktemp("processed"))
 
 
 class Killed(Exception):
