@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -42,6 +44,14 @@ def start_mlflow_server(folder: Path, port: int) -> subprocess.Popen:
             return server
         except OSError:
             if time.monotonic() > deadline or server.poll() is not None:
-                server.kill()
+                stop_mlflow_server(server)
                 raise RuntimeError("mlflow server did not start") from None
             time.sleep(0.5)
+
+
+def stop_mlflow_server(server: subprocess.Popen) -> None:
+    """Stop the whole process group: `mlflow server` runs its app in a child process (uvicorn)
+    that outlives a signal sent to the `mlflow` command alone."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(server.pid, signal.SIGTERM)
+    server.wait(timeout=30)

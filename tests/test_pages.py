@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 
 from browser import needs_chromium, render
 from mnist_pipeline.tracking.store import HTTP_LIMITS, connect
-from servers import free_port, start_mlflow_server
+from servers import free_port, start_mlflow_server, stop_mlflow_server
 from workspace import clean_env, copy_repo
 
 pytestmark = needs_chromium
@@ -93,8 +93,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
             yield Store(uri, run.info.experiment_id, "lenet5-ui-check")
         finally:
             mlflow.set_tracking_uri(previous)
-            server.kill()
-            server.wait()
+            stop_mlflow_server(server)
 
 
 def shows_training_runs(dom: str, run_name: str) -> bool:

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import yaml
 
-from servers import free_port, start_mlflow_server
+from servers import free_port, start_mlflow_server, stop_mlflow_server
 from synthetic import checksums, mirror_files, synthetic_digits
 from workspace import clean_env, commit, copy_repo
 
@@ -310,8 +310,7 @@ def mlflow_server(tmp_path: Path) -> Iterator[str]:
     port = free_port()
     server = start_mlflow_server(tmp_path, port)
     yield f"http://127.0.0.1:{port}"
-    server.terminate()
-    server.wait(timeout=30)
+    stop_mlflow_server(server)
 
 
 def test_pipeline_logs_to_a_tracking_server(
