@@ -79,13 +79,11 @@ def write_reports(
 def main() -> None:
     """The DVC stage. params.yaml must be at the end what it was at the start (two `dvc exp run`
     in one workspace would otherwise record reports under params they were not made with)."""
-    try:
-        params = ParamsSnapshot.read()
-        evaluate(params.config)
-        params.check("the reports just written")
-    except (ConfigError, splits.DataError) as e:  # one paragraph, as `run_stage` gives
-        raise SystemExit(f"error: {e}") from None
+    params = ParamsSnapshot.read()
+    evaluate(params.config)
+    params.check("the reports just written")
 
 
 if __name__ == "__main__":
-    run_stage(main, model_file.CheckpointError, TrackingError)
+    expected = (ConfigError, FileNotFoundError, splits.DataError, model_file.CheckpointError)
+    run_stage(main, *expected, TrackingError)
