@@ -62,6 +62,15 @@ def register(tmp_path: Path) -> Registered:
     return Registered(served, weights, run.info.run_id)
 
 
+def download(tmp_path: Path, alias: str = "champion") -> Path:
+    """The registered model's files, as whoever loads `@<alias>` gets them."""
+    return Path(
+        mlflow.artifacts.download_artifacts(
+            f"models:/{registry.REGISTERED_MODEL}@{alias}", dst_path=str(tmp_path / "dl")
+        )
+    )
+
+
 def test_the_champion_gives_the_networks_own_logits(registered: Registered) -> None:
     served, _, run_id = registered
     client = mlflow.MlflowClient()
@@ -83,9 +92,7 @@ def test_the_logged_model_holds_code_and_weights_not_a_pickle(
     registered: Registered, tmp_path: Path
 ) -> None:
     _, weights, _ = registered
-    local = Path(mlflow.artifacts.download_artifacts(
-        f"models:/{registry.REGISTERED_MODEL}@candidate", dst_path=str(tmp_path / "dl")
-    ))  # fmt: skip
+    local = download(tmp_path, "candidate")
     mlmodel = yaml.safe_load((local / "MLmodel").read_text())
     assert set(mlmodel["flavors"]) == {"python_function"}  # no `pytorch` flavor
     pyfunc = mlmodel["flavors"]["python_function"]
@@ -121,9 +128,7 @@ def test_a_crafted_weights_file_in_the_registry_is_refused(
     registered: Registered, tmp_path: Path
 ) -> None:
     """Whoever can write to the store gets no code run by swapping the weights file."""
-    local = Path(mlflow.artifacts.download_artifacts(
-        f"models:/{registry.REGISTERED_MODEL}@champion", dst_path=str(tmp_path / "dl")
-    ))  # fmt: skip
+    local = download(tmp_path)
     marker = tmp_path / "touched"
     touch = {"_target_": "pathlib.Path.touch", "_args_": [{"_target_": "pathlib.Path",
              "_args_": [str(marker)]}]}  # fmt: skip
@@ -139,9 +144,7 @@ def test_the_model_loads_without_the_package_installed(
     registered: Registered, tmp_path: Path
 ) -> None:
     """The artifact carries the package's source: a Python that cannot import it still loads."""
-    local = Path(mlflow.artifacts.download_artifacts(
-        f"models:/{registry.REGISTERED_MODEL}@champion", dst_path=str(tmp_path / "dl")
-    ))  # fmt: skip
+    local = download(tmp_path)
     shutil.move(local, tmp_path / "moved")
     script = (
         "import sys, numpy as np, mlflow.pyfunc\n"
