@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 import mlflow
@@ -21,6 +22,7 @@ class EpochMetrics(pl.Callback):
     def __init__(self) -> None:
         self.history: list[dict[str, float]] = []
         self.unlogged: list[int] = []  # epochs whose metrics the tracking store did not take
+        self.logged: set[int] | None = None  # epochs the run held when this process started
 
     def log_missed(self) -> None:
         """Hand MLflow the epochs it could not take before (after a resume, say)."""
@@ -34,7 +36,20 @@ class EpochMetrics(pl.Callback):
             return
         metrics = {name: float(value) for name, value in trainer.callback_metrics.items()}
         self.history.append({"epoch": trainer.current_epoch, **metrics})
-        self._log(metrics, trainer.current_epoch)
+        if trainer.current_epoch not in self.logged_before_resume():
+            self._log(metrics, trainer.current_epoch)
+
+    def logged_before_resume(self) -> set[int]:
+        """Epochs the run already holds: a kill between an epoch's logging and its checkpoint
+        makes the resumed training redo that epoch, which must not be logged twice."""
+        if self.logged is None:
+            self.logged = set()
+            run = mlflow.active_run()
+            if run is not None and self.history[:-1]:  # resumed: ask the store once
+                with contextlib.suppress(Exception):
+                    history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "val_acc")
+                    self.logged = {m.step for m in history}
+        return self.logged
 
     def _log(self, metrics: dict[str, float], epoch: int) -> None:
         try:
