@@ -35,7 +35,7 @@ from torch import Tensor, nn
 from mnist_pipeline.atomic import write_json
 from mnist_pipeline.config import compose
 from mnist_pipeline.data import splits
-from mnist_pipeline.data.tensors import TensorBatches, load_split
+from mnist_pipeline.data.tensors import TensorBatches, load_split, normaliser
 from mnist_pipeline.report.metrics import predict
 from mnist_pipeline.training.build import build
 
@@ -93,15 +93,18 @@ class PlainLoop:
         pl.seed_everything(cfg.seed, verbose=False)
         self.model, self.device = instantiate(cfg.model).to(device), device
         self.optimizer = instantiate(cfg.optimizer)(self.model.parameters())
-        stats = splits.load_stats(DATA)
+        prepare = normaliser(splits.load_stats(DATA))
         self.train = TensorBatches(
-            *(t.to(device) for t in load_split(DATA, "train", stats)),
+            *(t.to(device) for t in load_split(DATA, "train")),
             cfg.data.batch_size,
             shuffle=True,
             seed=cfg.seed,
+            prepare=prepare,
         )
         self.val = TensorBatches(
-            *(t.to(device) for t in load_split(DATA, "val", stats)), cfg.data.eval_batch_size
+            *(t.to(device) for t in load_split(DATA, "val")),
+            cfg.data.eval_batch_size,
+            prepare=prepare,
         )
         total_steps = cfg.trainer.max_epochs * len(self.train)
         self.scheduler = instantiate(cfg.scheduler)(self.optimizer, total_steps=total_steps)
@@ -203,7 +206,8 @@ def main() -> None:
     device = torch.device("cuda" if cfg.trainer.accelerator == "gpu" else "cpu")
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    test = load_split(DATA, "test", splits.load_stats(DATA))
+    images, labels = load_split(DATA, "test")
+    test = normaliser(splits.load_stats(DATA))(images), labels
     arms = ["lightning", "lightning+mlflow"] if args.tracking else ["lightning"]
     results: dict[str, list[Clock]] = {name: [] for name in ["plain", *arms]}
     partners = {name: [] for name in arms} | {"plain": results["plain"]}  # each arm's plain runs

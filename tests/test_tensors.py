@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from mnist_pipeline.data.tensors import TensorBatches, normalise
+from mnist_pipeline.data.tensors import TensorBatches, normalise, normaliser
 
 N, BS = 23, 5
 
@@ -79,6 +79,21 @@ def test_normalise_batch_shape():
     out = normalise(torch.zeros(7, 28, 28, dtype=torch.uint8), 0.1307, 0.3081)
     assert out.shape == (7, 1, 28, 28)
     torch.testing.assert_close(out, torch.full_like(out, -0.1307 / 0.3081))
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_batches_are_normalised_as_sliced_exactly_as_the_whole_set_would_be(shuffle):
+    """The images stay uint8 in memory; each batch gets the very floats that normalising the
+    whole split up front gave (same training, 172 MB less for MNIST's training split)."""
+    images = torch.randint(0, 256, (37, 28, 28), dtype=torch.uint8)
+    labels = torch.arange(37)
+    stats = {"mean": 0.1307, "std": 0.3081}
+    whole = normalise(images, **stats)
+    batches = TensorBatches(images, labels, 8, shuffle, seed=2, prepare=normaliser(stats))
+    for x, y in batches:
+        assert x.dtype == torch.float32 and x.shape[1:] == (1, 28, 28)
+        assert torch.equal(x, whole[y])
+    assert images.dtype == torch.uint8  # nothing converted in place
 
 
 def test_ddp_shards_are_disjoint_and_equally_long():

@@ -1,8 +1,8 @@
 """The Lightning data module: processed splits held in memory, served as sliced batches.
 
-On a GPU the whole dataset moves to the device once (MNIST is 180 MB as float32), so batches are
-sliced there and no step waits for a host-to-device copy. Under DDP each process takes its own
-shard of every epoch's shuffle.
+On a GPU the whole dataset moves to the device once (MNIST is 47 MB as uint8), so batches are
+sliced and normalised there and no step waits for a host-to-device copy. Under DDP each process
+takes its own shard of every epoch's shuffle.
 
 The shuffles come from one generator that lives as long as the module, and its state is saved in
 Lightning checkpoints: a resumed training goes on with the permutations the interrupted one would
@@ -17,7 +17,7 @@ import pytorch_lightning as pl
 import torch
 
 from mnist_pipeline.data import splits
-from mnist_pipeline.data.tensors import TensorBatches, load_split
+from mnist_pipeline.data.tensors import TensorBatches, load_split, normaliser
 
 SPLITS = {"fit": ("train", "val"), "validate": ("val",)}  # the splits each Lightning stage uses
 
@@ -38,11 +38,10 @@ class MNISTDataModule(pl.LightningDataModule):
                 "is scored outside Lightning, by `python -m mnist_pipeline.evaluate`"
             )
         names = SPLITS[stage]
-        stats = splits.load_stats(self.data_dir)
+        self.prepare = normaliser(splits.load_stats(self.data_dir))
         device = self.trainer.strategy.root_device if self.trainer else None
         self.splits = {
-            name: tuple(t.to(device) for t in load_split(self.data_dir, name, stats))
-            for name in names
+            name: tuple(t.to(device) for t in load_split(self.data_dir, name)) for name in names
         }
 
     def _batches(self, name: str, batch_size: int, shuffle: bool) -> TensorBatches:
@@ -50,7 +49,13 @@ class MNISTDataModule(pl.LightningDataModule):
             (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
         )
         return TensorBatches(
-            *self.splits[name], batch_size, shuffle, rank=rank, world=world, generator=self.shuffles
+            *self.splits[name],
+            batch_size,
+            shuffle,
+            rank=rank,
+            world=world,
+            generator=self.shuffles,
+            prepare=self.prepare,
         )
 
     def train_dataloader(self) -> TensorBatches:
