@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 
 import mlflow
 import pytorch_lightning as pl
@@ -23,6 +24,21 @@ class EpochMetrics(pl.Callback):
         self.history: list[dict[str, float]] = []
         self.unlogged: list[int] = []  # epochs whose metrics the tracking store did not take
         self.logged: set[int] | None = None  # epochs the run held when this process started
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.fit_started = time.perf_counter()
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """`fit_seconds`: Lightning's loop alone, the data and the run already set up. Runs
+        compare on it in the MLflow UI; benchmarks/turnaround.py subtracts it from a whole
+        `dvc exp run` to find what is not training."""
+        seconds = round(time.perf_counter() - self.fit_started, 3)
+        if not trainer.is_global_zero:
+            return
+        log.info("fit took %.1f s (epochs done: %d)", seconds, trainer.current_epoch)
+        if mlflow.active_run() is not None:
+            with contextlib.suppress(Exception):  # a store gone away is reported at the end
+                mlflow.log_metric("fit_seconds", seconds)
 
     def log_missed(self) -> None:
         """Hand MLflow the epochs it could not take before (after a resume, say)."""

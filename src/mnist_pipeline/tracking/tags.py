@@ -20,9 +20,16 @@ from mnist_pipeline.tracking.lineage import git_state
 
 
 def _choices(conf_dir: Path) -> tuple[dict[str, str], dict[str, list[str]]]:
-    """The default option of each config group, and every option each group has."""
+    """The default option of each config group, and every option each group has. Groups off by
+    default (`experiment: null`) are recipes that set other groups: a run is told by those."""
     defaults = OmegaConf.load(conf_dir / "config.yaml").defaults
-    chosen = {k: v for entry in defaults if isinstance(entry, DictConfig) for k, v in entry.items()}
+    chosen = {
+        k: v
+        for entry in defaults
+        if isinstance(entry, DictConfig)
+        for k, v in entry.items()
+        if v is not None
+    }
     options = {g: sorted(p.stem for p in (conf_dir / g).glob("*.yaml")) for g in chosen}
     return chosen, options
 
