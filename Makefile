@@ -11,15 +11,13 @@ DVC_NO_ANALYTICS ?= 1
 export MLFLOW_DISABLE_TELEMETRY DVC_NO_ANALYTICS
 
 .DEFAULT_GOAL := help
-.PHONY: help install params repro test lint ui bench faults clean
+.PHONY: help install params repro test test-slow lint ui bench bench-loop faults clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+$(VENV)/.installed: pyproject.toml scripts/install-venv
+	PYTHON=$(PYTHON) scripts/install-venv $(VENV)
 	touch $@
 
 install: $(VENV)/.installed ## Create .venv and install the pinned dependencies
@@ -30,14 +28,24 @@ params: install ## Regenerate params.yaml from conf/ (run after editing conf/)
 repro: install ## Run the pipeline: download, preprocess, train, evaluate (only what changed)
 	dvc repro
 
-test: install ## Run the test suite
-	python -m pytest
+# Tests run on every core (pytest-xdist, one worker per core; --dist loadfile keeps a file's
+# shared fixtures in one worker). `make test` leaves out the slow ones (whole pipelines, real
+# servers and browsers); CI runs both targets.
+test: install ## Run the test suite, less the slow tests (a few minutes)
+	python -m pytest -n auto --dist loadfile -m "not slow"
+
+test-slow: install ## Run the slow tests: pipelines, servers, the browser (CI runs them)
+	python -m pytest -n auto --dist loadfile -m slow
 
 lint: install ## Check style with ruff
 	ruff check src tests benchmarks
 	ruff format --check src tests benchmarks
 
-bench: install ## Lightning path vs a plain PyTorch loop, CPU (needs data/processed: make repro)
+bench: install ## Experiment turnaround, and make repro on a fresh clone (make repro first; MNIST_MIRROR)
+	python benchmarks/turnaround.py
+	python benchmarks/fresh_setup.py
+
+bench-loop: install ## Lightning path vs a plain PyTorch loop, CPU (needs data/processed: make repro)
 	python benchmarks/train_speed.py --tracking --rounds 3
 
 faults: install ## Real pipeline on real MNIST through injected faults (set MNIST_MIRROR)
