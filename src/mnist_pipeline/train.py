@@ -29,7 +29,7 @@ from mnist_pipeline.tracking.run import training_run
 from mnist_pipeline.tracking.store import TrackingError
 from mnist_pipeline.training import outputs
 from mnist_pipeline.training.build import build
-from mnist_pipeline.training.resume import fit_from, pipeline_resume
+from mnist_pipeline.training.resume import EpochCheckpoint, fit_from, pipeline_resume
 
 
 def train(
@@ -46,12 +46,16 @@ def train(
     # The pipeline resumes an interrupted training of the same config and data; ad-hoc runs,
     # each in a fresh folder, start afresh.
     resume = pipeline_resume(cfg, data_dir) if out == PIPELINE else None
+    epochs = EpochMetrics()
+    # Built before the run opens: the Trainer knows this process's global rank (from torchrun,
+    # SLURM or Lightning's own launcher), and only rank 0 tracks and writes.
+    fit = build(cfg, data_dir, [epochs, *([EpochCheckpoint(resume)] if resume else [])])
     interrupted = resume.find() if resume else None
+    resume_id, tracks = interrupted and interrupted.run_id, fit.trainer.is_global_zero
 
-    with training_run(cfg, data_dir, out, interrupted and interrupted.run_id) as run_id:
-        epochs = EpochMetrics()
-        checkpoints = [resume.start(run_id)] if resume else []
-        fit = build(cfg, data_dir, [epochs, *checkpoints])
+    with training_run(cfg, data_dir, out, resume_id, tracks) as run_id:
+        if resume:
+            resume.note_run(run_id)
         fit_from(fit, interrupted)  # loads the checkpoint, if any, as data only
         if not fit.trainer.is_global_zero:
             return False

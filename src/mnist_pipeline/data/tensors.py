@@ -40,9 +40,11 @@ class TensorBatches:
 
     With `shuffle`, each pass draws a fresh permutation from `generator` (a new one seeded with
     `seed` if none is given; pass one whose state is saved and restored to resume mid-sequence);
-    with `world > 1`, this process takes every `world`-th example of it starting at `rank`, the
-    last `n % world` examples left out so that every process runs the same number of batches (DDP
-    would wait forever otherwise).
+    with `world > 1`, this process takes every `world`-th example of it starting at `rank`. For
+    training (`shuffle`) the last `n % world` examples are left out, so that every process runs the
+    same number of steps (DDP's gradient sync would wait forever otherwise); for evaluation every
+    example is served once, to exactly one process (some get one more), so that summed metrics
+    count each example once.
     """
 
     def __init__(
@@ -62,8 +64,14 @@ class TensorBatches:
         self.rank, self.world = rank, world
         self.generator = generator if generator is not None else torch.Generator().manual_seed(seed)
 
+    def _used(self) -> int:
+        """How many examples this pass serves, across all processes."""
+        n = len(self.labels)
+        return n - n % self.world if self.shuffle else n
+
     def __len__(self) -> int:
-        return -(-(len(self.labels) // self.world) // self.batch_size)
+        mine = len(range(self.rank, self._used(), self.world))  # this process's examples
+        return -(-mine // self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         n = len(self.labels)
@@ -73,8 +81,7 @@ class TensorBatches:
                 yield self.prepare(self.images[start:end]), self.labels[start:end]
             return
         order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
-        even = n - n % self.world
-        order = order[:even][self.rank :: self.world].to(self.labels.device)
+        order = order[: self._used()][self.rank :: self.world].to(self.labels.device)
         for start in range(0, len(order), self.batch_size):
             index = order[start : start + self.batch_size]
             yield self.prepare(self.images[index]), self.labels[index]

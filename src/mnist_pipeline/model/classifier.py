@@ -8,6 +8,13 @@ only what a hand-written loop would:
 - Metrics are per epoch. The training loss is summed on the device and handed to `self.log` once,
   on the epoch's last batch: each `self.log` call costs about 1 ms of Lightning bookkeeping, and no
   step should pay for a host sync.
+
+Under DDP the sums are added up over all processes (`strategy.reduce`) before they are divided:
+every process then sees the same mean training loss, so all of them stop together on a NaN (one
+stopping alone would leave the others waiting in the next gradient sync), and the validation
+metrics count each example once (the validation shards split the set without padding). The
+means logged are then equal on every process: `sync_dist` only averages equal values, and keeps
+Lightning from warning that an epoch metric was not synced.
 """
 
 from __future__ import annotations
@@ -52,7 +59,8 @@ class Classifier(pl.LightningModule):
         self.loss_sum.add_(loss.detach(), alpha=len(y))
         self.seen += len(y)
         if batch_idx == self.trainer.num_training_batches - 1:
-            mean = self.loss_sum / self.seen
+            total, seen = self.all_processes(self.loss_sum, self.seen)
+            mean = total / seen
             if not torch.isfinite(mean):  # one host sync an epoch, not one a step
                 lr = self.trainer.optimizers[0].param_groups[0]["lr"]
                 raise FloatingPointError(
@@ -61,13 +69,29 @@ class Classifier(pl.LightningModule):
                 )
             self.log("train_loss", mean, on_step=False, on_epoch=True, sync_dist=True)
 
+    def on_validation_epoch_start(self) -> None:
+        self.val_loss_sum = torch.zeros((), device=self.device)
+        self.val_correct = torch.zeros((), device=self.device)
+        self.val_seen = 0
+
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         x, y = batch
         logits = self(x)
-        self.log("val_loss", F.cross_entropy(logits, y), batch_size=len(y), sync_dist=True)
-        self.log(
-            "val_acc", (logits.argmax(1) == y).float().mean(), batch_size=len(y), sync_dist=True
+        self.val_loss_sum += F.cross_entropy(logits, y, reduction="sum")
+        self.val_correct += (logits.argmax(1) == y).sum()
+        self.val_seen += len(y)
+
+    def on_validation_epoch_end(self) -> None:
+        loss_sum, correct, seen = self.all_processes(
+            self.val_loss_sum, self.val_correct, self.val_seen
         )
+        self.log_dict({"val_loss": loss_sum / seen, "val_acc": correct / seen}, sync_dist=True)
+
+    def all_processes(self, *sums: Tensor | int) -> Tensor:
+        """The sums added up over every DDP process (as they are, in a single process)."""
+        device, kind = self.device, torch.float32
+        stacked = torch.stack([torch.as_tensor(s, dtype=kind, device=device) for s in sums])
+        return self.trainer.strategy.reduce(stacked, reduce_op="sum")
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(self.parameters())

@@ -48,9 +48,13 @@ class EpochMetrics(pl.Callback):
                 self._log({k: v for k, v in row.items() if k != "epoch"}, row["epoch"])
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.sanity_checking or not trainer.is_global_zero:
+        if trainer.sanity_checking:
             return
+        # Read on every process: the first read syncs the metrics logged with `sync_dist`, a
+        # collective that would leave rank 0 waiting for the others if it read them alone.
         metrics = {name: float(value) for name, value in trainer.callback_metrics.items()}
+        if not trainer.is_global_zero:
+            return
         self.history.append({"epoch": trainer.current_epoch, **metrics})
         if trainer.current_epoch not in self.logged_before_resume():
             self._log(metrics, trainer.current_epoch)

@@ -30,7 +30,11 @@ from mnist_pipeline.tracking.tags import run_tags
 
 @contextmanager
 def training_run(
-    cfg: DictConfig, data_dir: Path, out: Outputs, resume_id: str | None = None
+    cfg: DictConfig,
+    data_dir: Path,
+    out: Outputs,
+    resume_id: str | None = None,
+    tracks: bool = True,
 ) -> Iterator[str | None]:
     """Open a run holding the config (params, `config.yaml`, tags, dataset); once the block has
     saved the model, record which run and store it belongs to (`run_file.py`).
@@ -38,10 +42,10 @@ def training_run(
     With `resume_id`, reopen that run instead (an interrupted training going on), renamed after
     the current DVC experiment: DVC names the rerun afresh. An interrupted block (Ctrl-C, SIGTERM)
     leaves the run KILLED, a failed one FAILED. Under a Hydra sweep the run nests under the
-    sweep's parent run. DDP's extra processes (Lightning starts them with RANK or LOCAL_RANK set)
-    track nothing.
+    sweep's parent run. With `tracks` false (DDP's processes but global rank 0, on any node)
+    nothing is tracked and the block gets None.
     """
-    if os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) != "0":
+    if not tracks:
         yield None
         return
     connect(cfg.tracking)

@@ -93,12 +93,18 @@ class Resume:
         run_id = note.get("run_id")
         return run_id if isinstance(run_id, str) else None
 
-    def start(self, run_id: str | None) -> EpochCheckpoint:
-        """Note the run (the process that tracks, rank 0, has its id) and checkpoint every epoch."""
+    def note_run(self, run_id: str | None) -> None:
+        """Note the run this training tracks to; only the process that tracks (global rank 0)
+        has its id, the others pass None."""
         if run_id:
             if self._noted_run() is None:
                 shutil.rmtree(self.folder, ignore_errors=True)  # another config's leftovers
             write_json(self.note, {"fingerprint": self.fingerprint, "run_id": run_id})
+
+    def start(self, run_id: str | None) -> EpochCheckpoint:
+        """Note the run and checkpoint every epoch, for a caller that has its run before it
+        builds the Trainer (the stage builds first, to learn its rank: `note_run`)."""
+        self.note_run(run_id)
         return EpochCheckpoint(self)
 
     def done(self) -> None:
