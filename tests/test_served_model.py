@@ -83,9 +83,10 @@ def test_the_champion_gives_the_networks_own_logits(registered: Registered) -> N
         expected = served(torch.from_numpy(images)).numpy()
     assert logits.shape == (20, 10) and logits.dtype == np.float32
     np.testing.assert_allclose(logits, expected, rtol=1e-6, atol=1e-6)
-    signature = model.metadata.get_input_schema().inputs[0], model.metadata.signature.outputs
-    assert signature[0].type == np.dtype("float32") and signature[0].shape == (-1, 28, 28)
-    assert signature[1].inputs[0].shape == (-1, 10)
+    # No input schema: MLflow would refuse one of the two kinds of input (pixels, image files)
+    # before the model sees it; served_model.py checks both itself. The output is declared.
+    assert model.metadata.get_input_schema() is None
+    assert model.metadata.signature.outputs.inputs[0].shape == (-1, 10)
 
 
 def test_the_logged_model_holds_code_and_weights_not_a_pickle(

@@ -18,7 +18,7 @@ from mnist_pipeline.params_guard import ParamsSnapshot
 from mnist_pipeline.paths import PIPELINE, PROCESSED_DIR, Outputs
 from mnist_pipeline.preflight import ConfigError
 from mnist_pipeline.redact import redact
-from mnist_pipeline.report import figures, metrics
+from mnist_pipeline.report import features, figures, metrics
 from mnist_pipeline.tracking import registry, run, run_file
 from mnist_pipeline.tracking.store import TrackingError, tracking_uri
 
@@ -37,10 +37,13 @@ def evaluate(cfg: DictConfig, out: Outputs = PIPELINE, data_dir: Path = PROCESSE
     uri = tracking_uri(cfg.tracking.uri)
     link = {"run_id": record.run_id, "url": record.link(uri)}
     write_reports(out.reports, test, result, headline, size, link)
+    features.draw(model, norm, test.images, test.labels, out.reports / "features.png")
     try:
         with run.evaluation_run(cfg, record):
             run.log_test_results(headline, result["per_class"])
-            run.log_artifacts(out.reports, [*REPORTS, "confusion.png", "mistakes.png"])
+            run.log_artifacts(
+                out.reports, [*REPORTS, "confusion.png", "mistakes.png", "features.png"]
+            )
             mlflow.log_metrics({f"model_{name}": value for name, value in size.items()})
             registry.promote_if_better(record.run_id, result["acc"])
     except Exception as e:  # the store went away or refused: the reports are on disk already

@@ -8,8 +8,9 @@ from pathlib import Path
 import mlflow
 import mlflow.pyfunc
 import numpy as np
+import PIL
 import torch
-from mlflow.models import infer_signature
+from mlflow.models import ModelSignature, infer_signature
 
 import mnist_pipeline
 from mnist_pipeline.model import model_file
@@ -20,8 +21,12 @@ SERVED_MODEL = Path(__file__).with_name("served_model.py")
 
 
 def log_model(weights: Path, example: np.ndarray) -> None:
-    """Log the model file as an MLflow pyfunc model (raw 28x28 pixels in, logits out) and register
-    it as a new version of `mnist-classifier` with the alias `candidate`.
+    """Log the model file as an MLflow pyfunc model (raw 28x28 pixels in, logits out; or image
+    files in, digits out) and register it as a new version of `mnist-classifier` with the alias
+    `candidate`.
+
+    The signature declares only the output: an input schema would make MLflow refuse one of the
+    two kinds of input before the model sees it; `served_model.py` checks both itself.
 
     Logged "from code" (`served_model.py`), with the weights file as an artifact and the package's
     source alongside, so loading it unpickles nothing and works without the package installed;
@@ -35,9 +40,13 @@ def log_model(weights: Path, example: np.ndarray) -> None:
         python_model=str(SERVED_MODEL),
         artifacts={"weights": str(weights)},  # the name served_model.py reads
         code_paths=[str(Path(mnist_pipeline.__file__).parent)],
-        signature=infer_signature(example, output),
+        signature=ModelSignature(outputs=infer_signature(example, output).outputs),
         input_example=example,
-        pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"numpy=={np.__version__}"],
+        pip_requirements=[
+            f"torch=={torch.__version__.split('+')[0]}",
+            f"numpy=={np.__version__}",
+            f"pillow=={PIL.__version__}",
+        ],
     )
     version = mlflow.register_model(info.model_uri, REGISTERED_MODEL)
     mlflow.MlflowClient().set_registered_model_alias(REGISTERED_MODEL, "candidate", version.version)

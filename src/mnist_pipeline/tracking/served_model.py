@@ -7,6 +7,11 @@ it, and reads the weights through `model_file.load`: `torch.load(weights_only=Tr
 the project's own network classes built from plain values. So a crafted weights file cannot run
 code in whoever loads the model, as an unpickled `nn.Module` could.
 
+It takes two kinds of input. Raw MNIST pixels, as the network sees them, give logits. Image files
+(PNG, JPEG, ...: a column `image` of base64 text) go through `mnist_pipeline.images`, the same
+preprocessing `python -m mnist_pipeline.predict` applies, and give each file's digit and
+probabilities, so the CLI, the REST server and Python agree on the same file.
+
 Input that cannot be raw MNIST pixels is refused rather than answered: the network gives
 confident logits for anything, so pixels scaled to 0-1 would all come out as one digit, inverted
 images (dark ink on white) as noise, and a NaN pixel as NaN logits, with no sign of the mistake.
@@ -14,25 +19,34 @@ images (dark ink on white) as noise, and a NaN pixel as NaN logits, with no sign
 
 from __future__ import annotations
 
+import base64
+import binascii
 from pathlib import Path
 from typing import Any
 
 import mlflow
 import numpy as np
+import pandas as pd
 import torch
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.pyfunc import PythonModel, PythonModelContext
 
+from mnist_pipeline.images import ImageError, load
 from mnist_pipeline.model import model_file
 
-EXPECTED = "float pixels 0-255, white ink on a black background, shape (N, 28, 28)"
+COLUMN = "image"  # where image files come, as base64 text (or bytes, from Python)
+EXPECTED = (
+    "float pixels 0-255, white ink on a black background, shape (N, 28, 28), or image files "
+    f"(PNG, JPEG, ...) as base64 text in a column {COLUMN!r}"
+)
 SHOWN = 10  # image indices listed per problem; the rest are counted
 
 
 class ServedModel(PythonModel):
-    """Raw pixels in (float32, (N, 28, 28), 0-255), logits out ((N, 10)): `Standardise` with the
-    training statistics, then the network."""
+    """Raw pixels (float32, (N, 28, 28), 0-255) in, logits out ((N, 10)): `Standardise` with the
+    training statistics, then the network. Image files in (column `image`), a table out: `digit`,
+    its `probability` and all ten `probabilities`, one row per file."""
 
     def load_context(self, context: PythonModelContext) -> None:
         self.network = model_file.load_served(Path(context.artifacts["weights"]))
@@ -40,13 +54,83 @@ class ServedModel(PythonModel):
     def predict(
         self,
         context: PythonModelContext,
-        model_input: np.ndarray,  # a type MLflow infers no schema from: the logged signature rules
+        model_input: np.ndarray,  # or a DataFrame/dict of image files: the one hint MLflow
+        # neither warns about nor validates against (no input schema is logged)
         params: dict[str, Any] | None = None,
-    ) -> np.ndarray:
-        images = np.asarray(model_input, dtype=np.float32)
+    ) -> np.ndarray | pd.DataFrame:
+        files = encoded_column(model_input)
+        if files is not None:
+            try:
+                images = pixels(files)
+            except ImageError as e:
+                refuse(str(e))
+            return answers(self.logits(images))
+        try:
+            images = np.asarray(model_input, dtype=np.float32)
+        except (TypeError, ValueError) as e:
+            refuse(f"got {type(model_input).__name__} input that is not numbers ({e})")
         check_pixels(images)
+        return self.logits(images)
+
+    def logits(self, images: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
             return self.network(torch.as_tensor(images)).numpy()
+
+
+def answers(logits: np.ndarray) -> pd.DataFrame:
+    """Each image's digit, its probability, and the ten probabilities (softmax of the logits)."""
+    probabilities = torch.softmax(torch.from_numpy(logits), dim=1).numpy()
+    return pd.DataFrame(
+        {
+            "digit": probabilities.argmax(axis=1),
+            "probability": probabilities.max(axis=1),
+            "probabilities": [row.tolist() for row in probabilities],
+        }
+    )
+
+
+def encoded_column(model_input: Any) -> list[Any] | None:
+    """The values of the `image` column or key, or None when the input holds no such column."""
+    columns = getattr(model_input, "columns", None)
+    if columns is not None and COLUMN in columns:
+        return list(model_input[COLUMN])
+    if isinstance(model_input, dict) and COLUMN in model_input:
+        value = model_input[COLUMN]
+        return [value] if isinstance(value, str | bytes) else list(np.ravel(value))
+    return None
+
+
+def pixels(values: list[Any]) -> np.ndarray:
+    """float32 (N, 28, 28) MNIST pixels from encoded image files; `ImageError` naming every bad
+    one (`image <index>: <problem>`, the first few)."""
+    images, problems = [], []
+    for i, value in enumerate(values):
+        try:
+            images.append(load(file_bytes(value, f"image {i}"), f"image {i}"))
+        except ImageError as e:
+            problems.append(str(e))
+    if problems:
+        more = f" and {len(problems) - SHOWN} more" if len(problems) > SHOWN else ""
+        raise ImageError("; ".join(problems[:SHOWN]) + more)
+    if not images:
+        raise ImageError(f"the column {COLUMN!r} holds no images")
+    return np.stack(images)
+
+
+def file_bytes(value: Any, name: str) -> bytes:
+    """The file behind one cell: bytes as they are, a string as base64 (a data URL's prefix
+    dropped)."""
+    if isinstance(value, bytes | bytearray):
+        return bytes(value)
+    if not isinstance(value, str):
+        raise ImageError(f"{name}: a {type(value).__name__}, not base64 text or bytes")
+    text = value.strip()
+    if text.startswith("data:") and "," in text:
+        text = text.split(",", 1)[1]
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise ImageError(f"{name}: not base64 ({e})") from None
 
 
 def check_pixels(images: np.ndarray) -> None:
@@ -58,7 +142,7 @@ def check_pixels(images: np.ndarray) -> None:
     fits a 20x20 box, at most 400 of the 784 pixels, so no true digit has more than half its
     pixels bright.
     """
-    if images.ndim < 2 or int(np.prod(images.shape[1:])) != 28 * 28:
+    if images.ndim < 2 or images.size == 0 or int(np.prod(images.shape[1:])) != 28 * 28:
         refuse(f"got an array of shape {images.shape}")
     flat = images.reshape(len(images), -1)
     finite = np.isfinite(flat).all(axis=1)

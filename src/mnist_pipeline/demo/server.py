@@ -1,0 +1,122 @@
+"""The demo's HTTP server: the page (three static files from the package) and two JSON endpoints.
+
+    GET  /api/model             {"ready": true, "about": ...} or {"ready": false, "message": ...}
+    POST /api/predict?name=...  body: an image file (the canvas as PNG, or a dropped file)
+                                → `model.answer`, or {"error": ...} with 400, 413 or 503
+
+The standard library's threaded server: one user on 127.0.0.1 needs no framework. Without a model
+the page says how to train one, and every later request looks again, so a page reloaded after
+`make repro` works without restarting the demo.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import logging
+import threading
+import time
+import urllib.parse
+from importlib import resources
+from pathlib import Path
+
+from mnist_pipeline.demo.model import Served, answer, open_model
+from mnist_pipeline.images import ImageError
+from mnist_pipeline.model.model_file import CheckpointError
+
+log = logging.getLogger(__name__)
+STATIC = {
+    "/": ("index.html", "text/html; charset=utf-8"),
+    "/demo.js": ("demo.js", "text/javascript; charset=utf-8"),
+    "/demo.css": ("demo.css", "text/css; charset=utf-8"),
+}
+MAX_UPLOAD = 20 * 1024 * 1024  # bytes; a photo of a digit is far smaller
+# Nothing from anywhere but this server: the page works offline, and cannot leak what is drawn.
+POLICY = "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'"
+
+
+class Demo:
+    """The served model, opened on first need and again while there is none."""
+
+    def __init__(self, given: Path | None) -> None:
+        self.given = given
+        self.served: Served | None = None
+        self.lock = threading.Lock()  # one forward pass at a time; model opened once
+
+    def model(self) -> Served:
+        with self.lock:
+            if self.served is None:
+                self.served = open_model(self.given)
+                log.info("serving %s", self.served.about())
+            return self.served
+
+    def predict(self, data: bytes, name: str) -> dict:
+        served = self.model()
+        with self.lock:
+            return answer(served, data, name)
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    demo: Demo  # set by `make_server`
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        path = urllib.parse.urlsplit(self.path).path
+        if path == "/api/model":
+            try:
+                self.send_json(200, {"ready": True, "about": self.demo.model().about()})
+            except CheckpointError as e:
+                self.send_json(200, {"ready": False, "message": str(e)})
+        elif path in STATIC:
+            name, kind = STATIC[path]
+            body = resources.files("mnist_pipeline.demo").joinpath("static", name).read_bytes()
+            self.send(200, body, kind)
+        else:
+            self.send_json(404, {"error": f"no page {path}"})
+
+    def do_POST(self) -> None:
+        url = urllib.parse.urlsplit(self.path)
+        if url.path != "/api/predict":
+            self.send_json(404, {"error": f"no endpoint {url.path}"})
+            return
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_UPLOAD:
+            self.close_connection = True  # the body is left unread
+            self.send_json(413, {"error": f"{length:,} bytes is too large for an image of a digit"})
+            return
+        data = self.rfile.read(length)
+        name = urllib.parse.parse_qs(url.query).get("name", ["the image"])[0][:200]
+        started = time.perf_counter()
+        try:
+            result = self.demo.predict(data, name)
+        except ImageError as e:
+            self.send_json(400, {"error": str(e)})
+            return
+        except CheckpointError as e:
+            self.send_json(503, {"error": str(e)})
+            return
+        result["ms"] = round((time.perf_counter() - started) * 1000, 1)
+        self.send_json(200, result)
+
+    def send_json(self, status: int, value: dict) -> None:
+        self.send(status, json.dumps(value).encode(), "application/json")
+
+    def send(self, status: int, body: bytes, kind: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Content-Security-Policy", POLICY)
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        log.debug("%s %s", self.address_string(), format % args)
+
+
+def make_server(host: str, port: int, given: Path | None) -> http.server.ThreadingHTTPServer:
+    """Bound, not yet serving (`serve_forever`); port 0 picks a free one."""
+    handler = type("DemoHandler", (Handler,), {"demo": Demo(given)})
+    server = http.server.ThreadingHTTPServer((host, port), handler)
+    server.daemon_threads = True
+    return server

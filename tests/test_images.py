@@ -1,0 +1,107 @@
+"""Image files → MNIST pixels: every common format, either polarity, any size and place, as MNIST
+was made (20-px box, centre of mass at the centre); bad files named in one line."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from mnist_pipeline.images import ImageError, decode, load, to_mnist
+
+
+def page(size=(300, 220), box=(60, 30, 140, 190), ink="black", paper="white", mode="RGB"):
+    """A '4'-like digit drawn with a thick pen in `box` on a page."""
+    image = Image.new(mode, size, paper)
+    left, top, right, bottom = box
+    pen = ImageDraw.Draw(image)
+    middle = top + (bottom - top) * 0.6
+    pen.line([(right - 15, bottom), (right - 15, top), (left, middle), (right, middle)], ink, 12)
+    return image
+
+
+def encoded(image: Image.Image, fmt: str = "PNG", **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+REFERENCE = load(encoded(page()), "ref.png")
+
+
+@pytest.mark.parametrize(
+    ("fmt", "mode"),
+    [("PNG", "RGB"), ("JPEG", "RGB"), ("BMP", "RGB"), ("GIF", "P"), ("WEBP", "RGB"),
+     ("TIFF", "RGB"), ("PNG", "L"), ("PNG", "LA"), ("PNG", "RGBA"), ("TIFF", "I;16")],
+)  # fmt: skip
+def test_every_format_and_mode_gives_the_same_digit(fmt: str, mode: str) -> None:
+    image = page().convert(mode) if mode != "I;16" else page().convert("L").convert("I;16")
+    pixels = load(encoded(image, fmt), f"digit.{fmt.lower()}")
+    assert pixels.shape == (28, 28) and pixels.dtype == np.float32
+    assert pixels.min() >= 0.0 and pixels.max() == pytest.approx(255.0)
+    assert np.abs(pixels - REFERENCE).mean() < 6.0  # lossy formats differ a little
+
+
+def test_mnist_geometry_longer_side_20_px_centre_of_mass_at_14() -> None:
+    rows, cols = np.nonzero(REFERENCE > 0)
+    height, width = np.ptp(rows) + 1, np.ptp(cols) + 1
+    assert max(height, width) in (20, 21)  # 20 px, plus a pixel when the centring shifts a half
+    mass = REFERENCE.sum()
+    centre = [(np.indices((28, 28))[k] * REFERENCE).sum() / mass for k in (0, 1)]
+    assert centre == pytest.approx([14.0, 14.0], abs=0.5)
+    assert REFERENCE[0].sum() == REFERENCE[:, 0].sum() == 0  # black border, white ink
+
+
+def test_polarity_size_and_place_do_not_matter() -> None:
+    light_on_dark = page(ink="white", paper="black")
+    small_elsewhere = page(size=(900, 700), box=(500, 400, 580, 560))
+    larger = page().resize((900, 660), Image.LANCZOS)
+    for image in (light_on_dark, small_elsewhere, larger):
+        assert np.abs(to_mnist(image) - REFERENCE).mean() < 4.0
+
+
+def test_strokes_on_a_transparent_canvas() -> None:
+    """What a browser canvas's `toDataURL()` gives: black strokes, transparent background."""
+    strokes = page(ink=(0, 0, 0, 255), paper=(0, 0, 0, 0), mode="RGBA")
+    white = page(ink=(255, 255, 255, 255), paper=(0, 0, 0, 0), mode="RGBA")
+    for image in (strokes, white):
+        assert np.abs(to_mnist(image) - REFERENCE).mean() < 4.0
+
+
+def test_paper_noise_and_a_speck_of_dust_are_not_ink() -> None:
+    grey = np.asarray(page().convert("L"), dtype=np.float32) * 0.8 + 30  # grey paper, grey ink
+    grey += np.random.default_rng(0).normal(0, 6, grey.shape)
+    grey[5:7, 290:292] = 40  # a speck far from the digit
+    noisy = Image.fromarray(np.clip(grey, 0, 255).astype(np.uint8))
+    assert np.abs(to_mnist(noisy) - REFERENCE).mean() < 8.0
+
+
+BAD = {
+    "empty": (b"", r"^x\.png: the file is empty \(0 bytes\)$"),
+    "text": (b"hello, world", r"^x\.png: not an image \(12 bytes in none of PNG, JPEG"),
+    "cut short": (encoded(page())[:400], r"^x\.png: unreadable image, damaged or cut short"),
+    "blank": (encoded(Image.new("L", (50, 40), 200)), r"^x\.png: blank image: no ink"),
+    "faint": (encoded(page(ink=(190,) * 3, paper=(200,) * 3)), r"^x\.png: blank image"),
+}
+
+
+@pytest.mark.parametrize("data", [v[0] for v in BAD.values()], ids=BAD.keys())
+def test_bad_files_fail_in_one_line_naming_the_file(data: bytes) -> None:
+    message = dict(BAD.values())[data]
+    with pytest.raises(ImageError, match=message) as info:
+        load(data, "x.png")
+    assert "\n" not in str(info.value) and isinstance(info.value, ValueError)
+
+
+def test_decode_turns_photos_upright_and_takes_the_first_frame() -> None:
+    upright = page()
+    rotated = upright.transpose(Image.Transpose.ROTATE_90)
+    exif = Image.Exif()
+    exif[0x0112] = 8  # "rotate 90° clockwise to view": undoes the rotation above
+    data = encoded(rotated, "JPEG", exif=exif.tobytes(), quality=95)
+    assert decode(data, "photo.jpg").size == upright.size
+    frames = [page(), Image.new("RGB", (300, 220), "white")]
+    gif = encoded(frames[0], "GIF", save_all=True, append_images=frames[1:])
+    assert np.abs(load(gif, "anim.gif") - REFERENCE).mean() < 6.0

@@ -1,0 +1,118 @@
+"""`python -m mnist_pipeline.predict`: image files and folders in, one answer per file out (text or
+JSON), the network's own probabilities; bad files and a missing model named in one line each."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mnist_pipeline import predict
+from mnist_pipeline.images import load
+from mnist_pipeline.model import model_file
+from mnist_pipeline.model.networks import ConvNet
+from test_images import encoded, page
+from workspace import clean_env
+
+NORM = {"mean": 0.13, "std": 0.31}
+
+
+@pytest.fixture
+def folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A work folder with an untrained network in models/model.pt and a few image files."""
+    torch.manual_seed(0)
+    spec = {"_target_": "mnist_pipeline.model.networks.ConvNet"}
+    model_file.save(tmp_path / "models" / "model.pt", ConvNet().eval(), spec, NORM)
+    digits = tmp_path / "digits"
+    digits.mkdir()
+    (digits / "a.png").write_bytes(encoded(page()))
+    (digits / "b.jpg").write_bytes(encoded(page(ink="white", paper="black"), "JPEG"))
+    (digits / "c.webp").write_bytes(encoded(page(size=(90, 400), box=(10, 100, 60, 200)), "WEBP"))
+    (digits / "notes.txt").write_text("not an image, and not in an image's name")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return tmp_path
+
+
+def run(monkeypatch: pytest.MonkeyPatch, *args: str) -> tuple[int, str]:
+    """predict's main in this process: (exit status, stdout)."""
+    monkeypatch.setattr(sys, "argv", ["predict", *args])
+    out = io.StringIO()
+    try:
+        predict.main(out)
+        return 0, out.getvalue()
+    except SystemExit as e:
+        return (0 if e.code is None else 1), out.getvalue()
+
+
+def network_probabilities(folder: Path, files: list[Path]) -> np.ndarray:
+    network = model_file.load_served(folder / "models" / "model.pt")
+    pixels = torch.from_numpy(np.stack([load(f.read_bytes(), str(f)) for f in files]))
+    with torch.inference_mode():
+        return torch.softmax(network(pixels), dim=1).numpy()
+
+
+def test_json_gives_each_file_the_networks_digit_and_probabilities(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    status, out = run(monkeypatch, "digits", "--json", "--top", "3", "--model", "models/model.pt")
+    assert status == 0
+    answers = json.loads(out)
+    files = [Path("digits/a.png"), Path("digits/b.jpg"), Path("digits/c.webp")]
+    assert [a["file"] for a in answers] == [str(f) for f in files]  # sorted, .txt left out
+    probabilities = network_probabilities(folder, files)
+    for answer, p in zip(answers, probabilities, strict=True):
+        assert answer["digit"] == int(p.argmax())
+        assert answer["probability"] == pytest.approx(p.max(), abs=1e-4)
+        ranked = [t["digit"] for t in answer["top"]]
+        assert len(ranked) == 3 and ranked == list(np.argsort(-p, kind="stable")[:3])
+
+
+def test_bad_files_are_named_one_line_each_and_the_rest_predicted(
+    folder: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    (folder / "digits" / "empty.png").write_bytes(b"")
+    (folder / "digits" / "text.png").write_text("hello")
+    (folder / "digits" / "blank.png").write_bytes(encoded(page(ink="white")))
+    status, out = run(monkeypatch, "digits/a.png", "missing.png", "digits", "--top", "2")
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert status == 1
+    lines = out.strip().splitlines()
+    assert len(lines) == 4 and lines[0].startswith("digits/a.png: ")  # a.png named twice
+    assert "  next: " in lines[0]
+    assert [e for e in errors if e.startswith("error: ")] == [
+        "error: missing.png: no such file",
+        "error: digits/blank.png: blank image: no ink, at most 0 grey levels from the paper "
+        "(at least 24 needed)",
+        "error: digits/empty.png: the file is empty (0 bytes)",
+        "error: digits/text.png: not an image (5 bytes in none of PNG, JPEG, BMP, GIF, WEBP, TIFF)",
+    ]
+
+
+def test_without_a_champion_models_model_pt_is_used_saying_so(
+    folder: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    status, out = run(monkeypatch, "digits/a.png", "--json")
+    assert status == 0 and json.loads(out)[0]["file"] == "digits/a.png"
+    assert "predicting with models/model.pt instead" in caplog.text
+    assert not (folder / "mlflow.db").exists()  # no empty store made by looking for a champion
+
+
+@pytest.mark.slow
+def test_no_model_is_one_line_and_exit_status_1(folder: Path) -> None:
+    """Through the real entry point: no traceback."""
+    (folder / "models" / "model.pt").unlink()
+    result = subprocess.run(
+        [sys.executable, "-m", "mnist_pipeline.predict", "digits"],
+        cwd=folder, env=clean_env(), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    (line,) = [x for x in result.stderr.splitlines() if x.startswith("error:")]
+    assert "no model to predict with" in line and "models/model.pt" in line
+    assert "make repro" in line and result.stdout == ""
