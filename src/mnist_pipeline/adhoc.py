@@ -2,11 +2,14 @@
 
 Each run (or sweep point) trains, evaluates on the test set and tracks to MLflow like the
 pipeline, but writes into its own Hydra output folder, never into the DVC-tracked models/ and
-reports/. A sweep (`-m`) is one MLflow parent run with a child run per point (`tracking/sweep.py`).
+reports/. A sweep (`-m`) is one MLflow parent run with a child run per point (`tracking/sweep.py`),
+on any Hydra launcher (jobs in this process, joblib workers, submitit jobs on this machine or a
+SLURM cluster: conf/hydra/launcher/) and sweeper (a grid, or Optuna: conf/hydra/sweeper/).
 """
 
 from __future__ import annotations
 
+import csv
 import secrets
 from pathlib import Path
 
@@ -18,6 +21,7 @@ from mnist_pipeline.config import CONF_DIR
 from mnist_pipeline.evaluate import evaluate
 from mnist_pipeline.paths import PROCESSED_DIR, Outputs
 from mnist_pipeline.preflight import check_training
+from mnist_pipeline.tracking.sweep import OBJECTIVE
 from mnist_pipeline.train import train
 
 # Output folders end in a random suffix: two runs started in the same second stay apart.
@@ -26,11 +30,21 @@ OmegaConf.register_new_resolver("uniq", lambda: secrets.token_hex(3), use_cache=
 
 @hydra.main(config_path=str(CONF_DIR.resolve()), config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
-    """Train, then evaluate; returns the test accuracy (what a sweeper optimizes), or None on
-    DDP's extra processes, where rank 0 alone evaluates."""
+    """Train, then evaluate; returns what a sweeper optimizes (`sweep.OBJECTIVE`, the saved
+    model's validation accuracy), or None on DDP's extra processes, where rank 0 alone
+    evaluates."""
     out = Outputs.under(Path(HydraConfig.get().runtime.output_dir))
     check_training(cfg, PROCESSED_DIR)
-    return evaluate(cfg, out) if train(cfg, out) else None
+    if not train(cfg, out):
+        return None
+    evaluate(cfg, out)
+    return objective(out)
+
+
+def objective(out: Outputs) -> float:
+    """The last epoch's OBJECTIVE from the curves train saved: the value MLflow holds for it."""
+    with open(out.reports / "training.csv", newline="") as f:
+        return float(list(csv.DictReader(f))[-1][OBJECTIVE])
 
 
 if __name__ == "__main__":

@@ -81,6 +81,7 @@ def connect(tracking: DictConfig) -> None:
         return
     try:  # artifacts beside the database, wherever the first run happens to execute
         artifacts = sqlite_path(uri).resolve().parent / "mlruns"
+        create_sqlite_store(sqlite_path(uri))
         experiment = open_experiment(tracking.experiment, artifacts)
         probe_write(uri)
     except Exception as e:
@@ -91,6 +92,21 @@ def connect(tracking: DictConfig) -> None:
             f"the MLflow store {redact(uri)} cannot be written: {reason} Nothing was trained."
         ) from e
     check_artifacts_beside(uri, experiment)
+
+
+def create_sqlite_store(path: Path) -> None:
+    """Make a missing SQLite store in a file of its own, then link it into place unless another
+    process made it meanwhile: two first runs at once (two `dvc queue` workers on a fresh clone)
+    would otherwise run MLflow's migrations on one file together, and one of them would fail."""
+    if path.exists():
+        return
+    making = path.with_name(f".{path.name}.{os.getpid()}.making")
+    try:
+        mlflow.MlflowClient(f"sqlite:///{making}").search_experiments(max_results=1)  # migrates
+        with contextlib.suppress(FileExistsError):  # another process's store is as good
+            os.link(making, path)  # never replaces a store, unlike a rename
+    finally:
+        making.unlink(missing_ok=True)
 
 
 def open_experiment(name: str, artifacts: Path | None) -> Experiment:

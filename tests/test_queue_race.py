@@ -1,0 +1,120 @@
+"""The champion under concurrent writers: wherever results finish in whatever order, `champion`
+ends on the version with the best test accuracy, and every run lands whole.
+
+Both tests widen the race between choosing the champion and moving the alias with
+`MNIST_CHAMPION_PAUSE_S` (registry.py). Real processes, a real SQLite store.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from mnist_pipeline.tracking.registry import PAUSE_ENV, REGISTERED_MODEL
+from stores import fresh_store
+from test_pipeline import client_for, make_repo, run, runs_in_store
+from workspace import clean_env, commit
+
+pytestmark = pytest.mark.slow
+
+# One evaluate's promotion: log the test accuracy as evaluate does, then apply the champion rule.
+# Imported and ready before the start signal, then started `delay` seconds after it.
+PROMOTE = """
+import sys, time
+from pathlib import Path
+import mlflow
+from mnist_pipeline.tracking import registry
+run_id, acc, delay, folder = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), Path(sys.argv[4])
+(folder / f"ready-{run_id}").touch()
+while not (folder / "go").exists():
+    time.sleep(0.01)
+time.sleep(delay)
+mlflow.MlflowClient().log_metric(run_id, "test_acc", acc)
+registry.promote_if_better(run_id, acc)
+"""
+
+
+def test_concurrent_promotions_leave_the_best_as_champion(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Three writers, the best second: the first chooses itself before the best has logged, the
+    last reads the registry before the best has moved the alias. "Read the champion, compare,
+    move it" ends on the last, a worse model, every time; the rule must not."""
+    uri = f"sqlite:///{fresh_store(tmp_path_factory, tmp_path)}"
+    client = mlflow.MlflowClient(uri)
+    experiment = client.create_experiment("mnist", (tmp_path / "mlruns").as_uri())
+    client.create_registered_model(REGISTERED_MODEL)
+    writers = [(0.91, 0.0), (0.97, 0.3), (0.88, 0.6)]  # (test_acc, start delay in s)
+    run_ids = []
+    for _ in writers:
+        run_ = client.create_run(experiment)
+        source = f"{run_.info.artifact_uri}/model"
+        client.create_model_version(REGISTERED_MODEL, source, run_.info.run_id)
+        run_ids.append(run_.info.run_id)
+
+    env = clean_env(MLFLOW_TRACKING_URI=uri, **{PAUSE_ENV: "1"})
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", PROMOTE, run_id, str(acc), str(delay), str(tmp_path)], env=env
+        )
+        for run_id, (acc, delay) in zip(run_ids, writers, strict=True)
+    ]
+    deadline = time.monotonic() + 120
+    while len(list(tmp_path.glob("ready-*"))) < len(procs):
+        assert time.monotonic() < deadline and all(p.poll() is None for p in procs)
+        time.sleep(0.05)
+    (tmp_path / "go").touch()
+    assert [p.wait(timeout=120) for p in procs] == [0] * len(procs)
+
+    champion = client.get_model_version_by_alias(REGISTERED_MODEL, "champion")
+    assert champion.run_id == run_ids[1], dict(zip(run_ids, writers, strict=True))
+
+
+def test_queued_grid_on_two_workers_lands_whole_and_crowns_the_best(
+    tmp_path: Path, http_mirror: str
+) -> None:
+    """`dvc queue start -j 2`: two workers train and evaluate at once into one SQLite store."""
+    root, env = make_repo(tmp_path, http_mirror)
+    run(["dvc", "repro", "preprocess"], root, env)
+    commit(root, env, "data ready")
+
+    grid = ["-S", "optimizer.lr=0.000001,0.003", "-S", "trainer.max_epochs=1"]
+    run(["dvc", "exp", "run", "--queue", *grid], root, env)
+    run(["dvc", "queue", "start", "-j", "2"], root, env | {PAUSE_ENV: "5"})
+    deadline = time.monotonic() + 400
+    while time.monotonic() < deadline:
+        status = run(["dvc", "queue", "status"], root, env).stdout
+        if "Queued" not in status and "Running" not in status:
+            break
+        time.sleep(2)
+    assert status.count("Success") == 2, status
+
+    client = client_for(root)
+    runs = runs_in_store(client)
+    assert sorted(r.data.params["optimizer.lr"] for r in runs) == ["0.003", "1e-06"]
+    for run_ in runs:  # whole: finished, every metric, its artifacts, its model registered
+        run_id = run_.info.run_id
+        assert run_.info.status == "FINISHED", run_id
+        assert {"test_acc", "test_f1_9", "val_acc", "model_params"} <= run_.data.metrics.keys()
+        assert [m.step for m in client.get_metric_history(run_id, "val_acc")] == [0]
+        artifacts = {a.path for a in client.list_artifacts(run_id)}
+        assert {"config.yaml", "metrics.json", "confusion.png", "training.png"} <= artifacts
+        assert client.search_model_versions(f"run_id='{run_id}'"), f"{run_id} not registered"
+    worse, better = sorted(runs, key=lambda r: r.data.metrics["test_acc"])
+    assert worse.data.metrics["test_acc"] < better.data.metrics["test_acc"]  # as set up
+    champion = client.get_model_version_by_alias(REGISTERED_MODEL, "champion")
+    assert champion.run_id == better.info.run_id
+
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], root, env).stdout)
+    accs = sorted(
+        exp["revs"][0]["data"]["metrics"]["reports/metrics.json"]["data"]["test"]["acc"]
+        for rev in shown
+        for exp in rev.get("experiments") or []
+    )
+    assert accs == sorted(r.data.metrics["test_acc"] for r in runs)
