@@ -37,7 +37,14 @@ def start_mlflow_server(folder: Path, port: int) -> subprocess.Popen:
         env=env, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True,
     )  # fmt: skip
-    deadline = time.monotonic() + 60
+    return wait_until_healthy(server, port)
+
+
+def wait_until_healthy(
+    server: subprocess.Popen, port: int, seconds: float = 60
+) -> subprocess.Popen:
+    """`server` once it answers /health; stopped, and an error, if it dies or takes too long."""
+    deadline = time.monotonic() + seconds
     while True:
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
