@@ -2,6 +2,9 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PORT   ?= 5000
+# Where `make server` listens: 127.0.0.1 unless given on the command line (`make server HOST=0.0.0.0`);
+# a HOST in the environment (zsh sets one) is not taken.
+HOST   := 127.0.0.1
 BIN    := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 # Private by default (README, Privacy): no DVC analytics, no MLflow usage telemetry, unless the
@@ -11,7 +14,7 @@ DVC_NO_ANALYTICS ?= 1
 export MLFLOW_DISABLE_TELEMETRY DVC_NO_ANALYTICS
 
 .DEFAULT_GOAL := help
-.PHONY: help install params repro test test-slow lint ui bench bench-loop faults clean
+.PHONY: help install params repro test test-slow lint ui serve demo server bench bench-loop faults clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -55,6 +58,30 @@ ui: install ## MLflow UI on 127.0.0.1 (PORT=5000) over the project's tracking st
 	@echo "The runs of experiment mnist: http://127.0.0.1:$(PORT)/#/experiments/1?workflowType=machine_learning"
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false mlflow ui --workers 1 \
 		--backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port $(PORT)
+
+serve: install ## The registry's champion over REST on 127.0.0.1 (PORT=5000): POST images or pixels
+	@echo "POST to http://127.0.0.1:$(PORT)/invocations (README: Predict)"
+	MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlflow.db} exec mlflow models serve \
+		-m models:/mnist-classifier@champion --env-manager local --host 127.0.0.1 --port $(PORT)
+
+# The demo's port is 8000 unless PORT is given (`make demo PORT=8001`): the 5000 above is `ui`'s.
+DEMO_PORT = $(if $(filter file,$(origin PORT)),8000,$(PORT))
+demo: install ## Draw a digit, see what the network sees: 127.0.0.1:8000 (PORT=, HOST=)
+	python -m mnist_pipeline.demo --host '$(HOST)' --port '$(DEMO_PORT)'
+
+# `make server`: one tracking server for a team. Runs and registered models in PostgreSQL, artifacts
+# in S3 (or any S3-compatible store: MLFLOW_S3_ENDPOINT_URL), proxied by the server, so clients need
+# only its URL. Secrets stay off the command line: PGPASSWORD or ~/.pgpass for the database,
+# AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or ~/.aws for the bucket. The URIs reach mlflow through
+# its environment variables, not its arguments, so `ps` does not show them.
+BACKEND_STORE_URI     ?= postgresql://mlflow@127.0.0.1:5432/mlflow
+ARTIFACTS_DESTINATION ?= s3://mlflow-artifacts
+WORKERS               ?= 4
+server: install ## Tracking server for a team: runs in PostgreSQL, artifacts in S3 (HOST=, PORT=)
+	@echo "MLflow tracking server: MLFLOW_TRACKING_URI=http://$(HOST):$(PORT)"
+	@MLFLOW_BACKEND_STORE_URI='$(BACKEND_STORE_URI)' MLFLOW_ARTIFACTS_DESTINATION='$(ARTIFACTS_DESTINATION)' \
+		MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false exec mlflow server --host '$(HOST)' --port '$(PORT)' \
+		--workers '$(WORKERS)'
 
 clean: ## Remove pipeline outputs and caches (keeps .venv and mlflow.db)
 	rm -rf data/raw data/processed models/model.pt reports/*.png .checkpoints outputs multirun \
