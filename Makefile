@@ -14,7 +14,7 @@ DVC_NO_ANALYTICS ?= 1
 export MLFLOW_DISABLE_TELEMETRY DVC_NO_ANALYTICS
 
 .DEFAULT_GOAL := help
-.PHONY: help install params repro test test-slow lint ui serve demo server bench bench-loop faults clean
+.PHONY: help install params repro test test-slow lint ui serve demo server push pull bench bench-loop faults clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -82,6 +82,12 @@ server: install ## Tracking server for a team: runs in PostgreSQL, artifacts in 
 	@MLFLOW_BACKEND_STORE_URI='$(BACKEND_STORE_URI)' MLFLOW_ARTIFACTS_DESTINATION='$(ARTIFACTS_DESTINATION)' \
 		MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false exec mlflow server --host '$(HOST)' --port '$(PORT)' \
 		--workers '$(WORKERS)'
+
+push: install ## dvc push to the team's remote, saying what to do if it fails
+	python -m mnist_pipeline.remote push
+
+pull: install ## dvc pull from the team's remote, saying what to do if it fails
+	python -m mnist_pipeline.remote pull
 
 clean: ## Remove pipeline outputs and caches (keeps .venv and mlflow.db)
 	rm -rf data/raw data/processed models/model.pt reports/*.png .checkpoints outputs multirun \

@@ -45,6 +45,7 @@ class Logged:
     output: str  # what `dvc repro` and the sweep printed
     server_log: Path
     server_cmdlines: list[bytes]  # what `ps` shows of the server's processes
+    aliases: dict[str, str]  # the run behind `candidate` and `champion` after `dvc repro`
 
 
 def start_make_server(port: int, db: str, artifacts: str, env: dict[str, str], log: Path):
@@ -85,10 +86,15 @@ def logged(tmp_path_factory: pytest.TempPathFactory, http_mirror: str) -> Iterat
             started = time.monotonic()
             repro = run(["dvc", "repro"], repo, env)
             print(f"dvc repro against make server: {time.monotonic() - started:.1f} s")
+            client = mlflow.MlflowClient(url)
+            aliases = {  # before the sweep registers models of its own
+                alias: client.get_model_version_by_alias("mnist-classifier", alias).run_id
+                for alias in ("candidate", "champion")
+            }
             sweep = ["-m", "optimizer.lr=0.001,0.003", "trainer.max_epochs=1"]
             swept = run([sys.executable, "-m", "mnist_pipeline.train", *sweep], repo, env)
             output = repro.stdout + repro.stderr + swept.stdout + swept.stderr
-            yield Logged(url, db, s3, repo, env, output, log, cmdlines(server.pid))
+            yield Logged(url, db, s3, repo, env, output, log, cmdlines(server.pid), aliases)
         finally:
             stop_mlflow_server(server)
 
@@ -123,9 +129,7 @@ def test_the_pipeline_logs_everything_to_postgresql_and_the_bucket(logged: Logge
     (dataset,) = pipeline.inputs.dataset_inputs
     assert dataset.dataset.digest == processed["md5"].removesuffix(".dir")
 
-    candidate = client.get_model_version_by_alias("mnist-classifier", "candidate")
-    champion = client.get_model_version_by_alias("mnist-classifier", "champion")
-    assert candidate.run_id == champion.run_id == run_id
+    assert logged.aliases == {"candidate": run_id, "champion": run_id}
     metrics = json.loads((logged.repo / "reports" / "metrics.json").read_text())
     assert metrics["mlflow"] == {"run_id": run_id, "url": metrics["mlflow"]["url"]}
     assert metrics["mlflow"]["url"].startswith(f"{logged.url}/#/experiments/")
