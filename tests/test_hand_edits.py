@@ -76,6 +76,7 @@ def test_exp_run_refuses_a_baseline_whose_hand_edits_it_would_drop(baseline: Pat
     check_baseline()  # the experiment sets the key itself: the user's choice, nothing dropped
 
 
+@pytest.mark.slow  # a stage in a subprocess: imports torch and more
 def test_params_rewritten_while_training_stops_the_stage_before_it_saves(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -96,6 +96,7 @@ finally:
         "mnist_pipeline.evaluate",
     ],
 )
+@pytest.mark.slow  # a stage in a subprocess: imports torch and more
 def test_stages_run_with_mlflow_telemetry_off(stage: str, tmp_path: Path) -> None:
     """In a stage's own process, started without any opt-out, MLflow's telemetry is off and it
     holds no telemetry client. (The stages stop early here, finding no params.yaml.)"""
@@ -180,6 +181,7 @@ run_stage(main)
 """
 
 
+@pytest.mark.slow  # a stage in a subprocess: imports torch and more
 def test_lightning_tips_and_deprecations_stay_out_of_the_terminal(processed: Path) -> None:
     """A training prints none of Lightning's tips, device lines or deprecation notices (`-v`
     shows them)."""

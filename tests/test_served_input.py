@@ -19,6 +19,8 @@ from stores import fresh_store
 from synthetic import synthetic_digits
 from test_served_model import Registered, register
 
+pytestmark = pytest.mark.slow  # a model trained, logged and registered in a real store first
+
 CHAMPION = f"models:/{registry.REGISTERED_MODEL}@champion"
 
 

@@ -24,6 +24,8 @@ from mnist_pipeline.tracking import registry
 from synthetic import synthetic_digits
 from workspace import REPO, clean_env
 
+pytestmark = pytest.mark.slow  # a model trained, logged and registered in a real store first
+
 NORM = {"mean": 0.13, "std": 0.31}
 
 
