@@ -25,6 +25,7 @@ TRAINED = [
     "reports/confusion.csv",
     "reports/confusion.png",
     "reports/mistakes.png",
+    "reports/features.png",
 ]
 KEPT = [*TRAINED, "data/processed/train.npz", "data/processed/stats.json"]
 

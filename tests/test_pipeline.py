@@ -41,7 +41,7 @@ SECRET = "wJalrXUtnFEMI-test-secret-K7MDENG"  # in the pipeline's environment, n
 
 
 def run(cmd: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(cmd, cwd=cwd, env=env, text=True, capture_output=True, timeout=300)
+    result = subprocess.run(cmd, cwd=cwd, env=env, text=True, capture_output=True, timeout=540)
     assert result.returncode == 0, f"{' '.join(cmd)} failed:\n{result.stdout}\n{result.stderr}"
     return result
 
@@ -179,7 +179,9 @@ def test_train_stage_with_an_unreachable_server_fails_fast_and_keeps_the_model(
         text=True,
     )
     assert result.returncode == 1
-    assert time.monotonic() - started < 30
+    # MLflow's own retries (7, backing off up to 2 min) would take minutes; the stage gives up
+    # after one short try. The bound leaves room for a busy machine's imports.
+    assert time.monotonic() - started < 100
     shown = uri.replace("//", "//***@")  # the token is used, never shown
     assert f"error: the MLflow tracking server at {shown} is not answering" in result.stderr
     assert SECRET not in result.stdout + result.stderr

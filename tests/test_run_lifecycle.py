@@ -190,7 +190,7 @@ def test_ctrl_c_mid_training_leaves_the_run_killed_and_one_line(
     while not checkpoint.exists() and stage.poll() is None and time.monotonic() < deadline:
         time.sleep(0.1)
     stage.send_signal(signal.SIGINT)
-    _, stderr = stage.communicate(timeout=120)
+    _, stderr = stage.communicate(timeout=300)
     assert stage.returncode == 130, stderr[-3000:]
     assert "Traceback" not in stderr, stderr[-3000:]
     errors = [line for line in stderr.splitlines() if line.startswith("error:")]
