@@ -140,7 +140,8 @@ def main() -> None:
     overrides = args.overrides or ["optimizer.lr=0.002"]
     with tempfile.TemporaryDirectory(prefix="turnaround-") as tmp:
         root = Path(tmp) / "clone"
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "DVC_NO_ANALYTICS": "1",
+        path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"  # this venv's dvc
+        env = {**os.environ, "PATH": path, "PYTHONUNBUFFERED": "1", "DVC_NO_ANALYTICS": "1",
                "MLFLOW_DISABLE_TELEMETRY": "true", "PYTHONPATH": str(root / "src")}  # fmt: skip
         env.pop("MLFLOW_TRACKING_URI", None)  # the clone's own embedded store
         clean_clone(root, env)
