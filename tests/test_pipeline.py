@@ -239,19 +239,26 @@ def test_exp_run_with_override_reruns_only_train_and_evaluate(
     assert aliases() == (latest.info.run_id, worst.info.run_id)  # worse: only the candidate
 
 
+def run_queue(root: Path, env: dict[str, str], seconds: float) -> str:
+    """`dvc queue start -j 2`, then `dvc queue status` once nothing is queued or running (or
+    `seconds` have passed)."""
+    run(["dvc", "queue", "start", "-j", "2"], root, env)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        status = run(["dvc", "queue", "status"], root, env).stdout
+        if "Queued" not in status and "Running" not in status:
+            break
+        time.sleep(2)
+    return status
+
+
 def test_queued_grid_runs_and_lands_in_the_main_store(tmp_path: Path, http_mirror: str) -> None:
     root, env = make_repo(tmp_path, http_mirror)
     run(["dvc", "repro"], root, env)
     commit(root, env, "pipeline ran")
 
     run(["dvc", "exp", "run", "--queue", "-S", "optimizer.lr=0.001,0.002"], root, env)
-    run(["dvc", "queue", "start", "-j", "2"], root, env)  # two workers, one SQLite store
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        status = run(["dvc", "queue", "status"], root, env).stdout
-        if "Queued" not in status and "Running" not in status:
-            break
-        time.sleep(2)
+    status = run_queue(root, env, seconds=240)  # two workers, one SQLite store
     assert status.count("Success") == 2, status
 
     grid = runs_in_store(client_for(root))[1:]  # after the baseline's run

@@ -18,7 +18,7 @@ import pytest
 
 from mnist_pipeline.tracking.registry import PAUSE_ENV, REGISTERED_MODEL
 from stores import fresh_store
-from test_pipeline import client_for, make_repo, run, runs_in_store
+from test_pipeline import client_for, make_repo, run, run_queue, runs_in_store
 from workspace import clean_env, commit
 
 pytestmark = pytest.mark.slow
@@ -86,13 +86,7 @@ def test_queued_grid_on_two_workers_lands_whole_and_crowns_the_best(
 
     grid = ["-S", "optimizer.lr=0.000001,0.003", "-S", "trainer.max_epochs=1"]
     run(["dvc", "exp", "run", "--queue", *grid], root, env)
-    run(["dvc", "queue", "start", "-j", "2"], root, env | {PAUSE_ENV: "5"})
-    deadline = time.monotonic() + 400
-    while time.monotonic() < deadline:
-        status = run(["dvc", "queue", "status"], root, env).stdout
-        if "Queued" not in status and "Running" not in status:
-            break
-        time.sleep(2)
+    status = run_queue(root, env | {PAUSE_ENV: "5"}, seconds=400)
     assert status.count("Success") == 2, status
 
     client = client_for(root)

@@ -31,7 +31,7 @@ from servers import free_port
 from stores import fresh_store
 from synthetic import synthetic_digits
 from test_images import encoded, page
-from test_served_model import Registered, register
+from test_served_model import Registered, champion_in
 from workspace import clean_env
 
 CHAMPION = f"models:/{registry.REGISTERED_MODEL}@champion"
@@ -43,15 +43,8 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Registered
     """A network registered and made champion in a fresh store; the store's path."""
     tmp_path = tmp_path_factory.mktemp("served_images")
     db = fresh_store(tmp_path_factory, tmp_path)
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
-        monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-        monkeypatch.chdir(tmp_path)
-        mlflow.set_tracking_uri(f"sqlite:///{db}")
-        mlflow.create_experiment("mnist", artifact_location=(tmp_path / "mlruns").as_uri())
-        mlflow.set_experiment("mnist")
-        yield register(tmp_path), db
-        mlflow.set_tracking_uri(None)
+    with champion_in(tmp_path, db) as registered:
+        yield registered, db
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from mlflow.pyfunc import scoring_server
 from mnist_pipeline.tracking import registry
 from stores import fresh_store
 from synthetic import synthetic_digits
-from test_served_model import Registered, register
+from test_served_model import Registered, champion_in
 
 pytestmark = pytest.mark.slow  # a model trained, logged and registered in a real store first
 
@@ -28,16 +28,8 @@ CHAMPION = f"models:/{registry.REGISTERED_MODEL}@champion"
 def registered(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registered]:
     """A network registered and made champion, as `test_served_model` does, in a copied store."""
     tmp_path = tmp_path_factory.mktemp("served")
-    db = fresh_store(tmp_path_factory, tmp_path)
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
-        monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-        monkeypatch.chdir(tmp_path)
-        mlflow.set_tracking_uri(f"sqlite:///{db}")
-        mlflow.create_experiment("mnist", artifact_location=(tmp_path / "mlruns").as_uri())
-        mlflow.set_experiment("mnist")
-        yield register(tmp_path)
-        mlflow.set_tracking_uri(None)
+    with champion_in(tmp_path, fresh_store(tmp_path_factory, tmp_path)) as registered:
+        yield registered
 
 
 @pytest.fixture(scope="module")

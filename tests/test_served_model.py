@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
@@ -40,11 +41,19 @@ def registered(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registered]
     """A network saved as train saves it, logged and registered in a fresh SQLite store, then
     made champion (once for the module: logging a model takes seconds)."""
     tmp_path = tmp_path_factory.mktemp("store")
+    with champion_in(tmp_path, tmp_path / "mlflow.db") as registered:
+        yield registered
+
+
+@contextmanager
+def champion_in(tmp_path: Path, db: Path) -> Iterator[Registered]:
+    """MLflow pointed at the SQLite store `db`, artifacts under `tmp_path`, and a network
+    registered there as champion; MLflow let go of the store afterwards."""
     with pytest.MonkeyPatch.context() as monkeypatch:
         monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
         monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
         monkeypatch.chdir(tmp_path)  # MLflow's default artifact root is ./mlruns: not the repo's
-        mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+        mlflow.set_tracking_uri(f"sqlite:///{db}")
         mlflow.create_experiment("mnist", artifact_location=(tmp_path / "mlruns").as_uri())
         mlflow.set_experiment("mnist")
         yield register(tmp_path)
