@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from test_pipeline import Repo, make_repo, run
+from pipeline_repo import Repo, make_repo, run
 from workspace import commit
 
 pytestmark = pytest.mark.slow

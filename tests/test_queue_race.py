@@ -17,8 +17,8 @@ import mlflow
 import pytest
 
 from mnist_pipeline.tracking.registry import PAUSE_ENV, REGISTERED_MODEL
+from pipeline_repo import client_for, make_repo, run, run_queue, runs_in_store
 from stores import fresh_store
-from test_pipeline import client_for, make_repo, run, run_queue, runs_in_store
 from workspace import clean_env, commit
 
 pytestmark = pytest.mark.slow
@@ -92,6 +92,9 @@ def test_queued_grid_on_two_workers_lands_whole_and_crowns_the_best(
     client = client_for(root)
     runs = runs_in_store(client)
     assert sorted(r.data.params["optimizer.lr"] for r in runs) == ["0.003", "1e-06"]
+    varied = {r.data.params["optimizer.lr"]: r.data.tags["varied"] for r in runs}
+    assert varied == {"1e-06": "optimizer.lr,trainer.max_epochs", "0.003": "trainer.max_epochs"}
+    assert len({r.data.tags["dvc.baseline"] for r in runs}) == 1
     for run_ in runs:  # whole: finished, every metric, its artifacts, its model registered
         run_id = run_.info.run_id
         assert run_.info.status == "FINISHED", run_id

@@ -16,9 +16,9 @@ import mlflow
 import pytest
 import yaml
 
+from pipeline_repo import client_for, run, runs_in_store
 from stores import fresh_store
 from synthetic import write_processed
-from test_pipeline import client_for, run, runs_in_store
 from workspace import clean_env, copy_repo
 
 pytestmark = pytest.mark.slow
@@ -75,7 +75,8 @@ def test_submitit_local_runs_each_point_as_its_own_job(repo: Path) -> None:
     assert sorted(i["hydra"]["job"]["id"] for i in ids) == jobs and len(set(jobs)) == 2
     for job in jobs:
         assert (sweep / ".submitit" / job / f"{job}_0_result.pkl").is_file(), job
-    assert len(list(sweep.glob("*/model.pt"))) == 2
+    assert len(list(sweep.glob("*/model.pt"))) == 2  # in Hydra's folders, one per point;
+    assert not (repo / "models" / "model.pt").exists()  # never in the DVC-tracked ones
 
 
 def test_slurm_launcher_config_reaches_sbatch(repo: Path, tmp_path: Path) -> None:

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
+from pipeline_repo import make_repo, run
 from servers import free_port
 from team_servers import S3, S3_KEYS, s3_server
-from test_pipeline import make_repo, run
 
 pytestmark = pytest.mark.slow
 

@@ -22,10 +22,10 @@ import psycopg
 import pytest
 import yaml
 
+from pipeline_repo import make_repo, run, runs_in_store
 from servers import free_port, stop_mlflow_server, wait_until_healthy
 from synthetic import synthetic_digits
 from team_servers import S3, S3_KEYS, postgres_server, s3_server
-from test_pipeline import make_repo, run, runs_in_store
 from workspace import REPO
 
 pytestmark = pytest.mark.slow
@@ -91,8 +91,11 @@ def logged(tmp_path_factory: pytest.TempPathFactory, http_mirror: str) -> Iterat
                 alias: client.get_model_version_by_alias("mnist-classifier", alias).run_id
                 for alias in ("candidate", "champion")
             }
+            # the sweep names the server in its config instead, token and all
             sweep = ["-m", "optimizer.lr=0.001,0.003", "trainer.max_epochs=1"]
-            swept = run([sys.executable, "-m", "mnist_pipeline.train", *sweep], repo, env)
+            sweep.append(f"tracking.uri={env['MLFLOW_TRACKING_URI']}")
+            no_env = {k: v for k, v in env.items() if k != "MLFLOW_TRACKING_URI"}
+            swept = run([sys.executable, "-m", "mnist_pipeline.train", *sweep], repo, no_env)
             output = repro.stdout + repro.stderr + swept.stdout + swept.stderr
             yield Logged(url, db, s3, repo, env, output, log, cmdlines(server.pid), aliases)
         finally:
@@ -153,6 +156,9 @@ def test_a_sweep_is_a_parent_run_with_a_child_per_point(logged: Logged) -> None:
     assert parent.info.status == "FINISHED" and len(children) == 2
     assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
     assert sorted(c.data.params["optimizer.lr"] for c in children) == ["0.001", "0.003"]
+    masked = logged.url.replace("//", "//***@")  # the URI as recorded: the token is used, not kept
+    assert {c.data.params["tracking.uri"] for c in children} == {masked}
+    assert all(f"tracking.uri={masked}" in c.data.tags["overrides"] for c in children)
 
 
 def test_the_champion_loads_from_the_server_with_no_s3_keys(
