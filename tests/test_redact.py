@@ -20,6 +20,10 @@ TOKEN = "s3cr3t-t0ken"
         (f"https://alice:{TOKEN}@mlflow.example.com/api", "https://***@mlflow.example.com/api"),
         (f"see http://{TOKEN}@host:5000 now", "see http://***@host:5000 now"),
         (f"postgresql://u:{TOKEN}@db/mlflow", "postgresql://***@db/mlflow"),
+        (
+            f"#0 : tracking.uri=http\\://u\\:{TOKEN}@h\\:5000",
+            "#0 : tracking.uri=http\\://***@h\\:5000",
+        ),
         ("http://127.0.0.1:5000/#/experiments/1", "http://127.0.0.1:5000/#/experiments/1"),
         ("sqlite:////tmp/mlflow.db", "sqlite:////tmp/mlflow.db"),
     ],

@@ -6,8 +6,9 @@ from __future__ import annotations
 import logging
 import re
 
-# scheme://userinfo@ : everything between `//` and `@` before the host is a credential.
-USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/\s@]+@")
+# scheme://userinfo@ : everything between `//` and `@` before the host is a credential. Hydra
+# prints and records an override's value with its colons escaped (`http\://user\:token@host`).
+USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*\\?://)[^/\s@]+@")
 
 
 def redact(text: str) -> str:

@@ -26,6 +26,7 @@ from mlflow.entities import Metric, Param, RunTag
 from omegaconf import DictConfig
 
 from mnist_pipeline.paths import Outputs
+from mnist_pipeline.redact import redact
 from mnist_pipeline.tracking.store import connect
 
 PARENT_ENV = "MNIST_SWEEP_PARENT_RUN"  # the parent run's id, for the sweep's jobs
@@ -39,7 +40,7 @@ class MLflowParentRun(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         connect(config.tracking)
         sweep = Path(config.hydra.sweep.dir).name
-        overrides = " ".join(config.hydra.overrides.task)
+        overrides = redact(" ".join(config.hydra.overrides.task))  # `tracking.uri=` has tokens
         choices = config.hydra.runtime.choices
         run = mlflow.MlflowClient().create_run(
             mlflow.get_experiment_by_name(config.tracking.experiment).experiment_id,
@@ -64,7 +65,7 @@ class MLflowParentRun(Callback):
             return
         run_id = json.loads(record.read_text())["run_id"]
         # One override a word (Hydra reads `[8,16]` as it reads `[8, 16]`), so it splits back.
-        point = " ".join(o.replace(" ", "") for o in job_return.overrides or [])
+        point = redact(" ".join(o.replace(" ", "") for o in job_return.overrides or []))
         tags = {"sweep.point": point, "sweep.job": str(config.hydra.job.num)}
         client = mlflow.MlflowClient()  # the job's run has just set the store
         client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
