@@ -6,10 +6,10 @@ import pytest
 import torch
 from torch import nn
 
+from mnist_pipeline.model.augment import Augment, dilate
 from mnist_pipeline.model.networks import (
     MLP,
     ConvNet,
-    RandomShift,
     Standardise,
     complexity,
     conv_output_size,
@@ -134,22 +134,122 @@ def test_complexity_counts_weights_and_multiply_accumulates():
 
 def test_batch_norm_and_augmentation_layers():
     model = ConvNet(batch_norm=True, augment_shift=2)
-    assert isinstance(model[0], RandomShift)
+    assert isinstance(model[0], Augment)
     assert sum(isinstance(m, nn.BatchNorm2d) for m in model) == 2
     assert all(m.bias is None for m in model if isinstance(m, nn.Conv2d))
 
 
-def test_random_shift_moves_training_images_and_leaves_eval_alone():
+def test_augmentation_only_when_asked_and_adds_no_weights():
+    assert not any(isinstance(m, Augment) for m in ConvNet())
+    augmented = ConvNet(augment_rotate=15, augment_scale=[0.8, 1.2], augment_stroke=0.5)
+    assert isinstance(augmented[0], Augment)
+    assert n_params(augmented) == n_params(ConvNet())
+    x = torch.randn(2, 1, 28, 28)
+    plain = nn.Sequential(*list(augmented)[1:])
+    assert torch.equal(augmented.eval()(x), plain(x))  # evaluation: the plain network
+
+
+BACKGROUND = -0.42  # what a normalisation makes of the paper (raw 0)
+
+
+def blank(n: int = 1) -> torch.Tensor:
+    return torch.full((n, 1, 28, 28), BACKGROUND)
+
+
+def ink_of(x: torch.Tensor) -> torch.Tensor:
+    return x - BACKGROUND
+
+
+def centre_of_mass(x: torch.Tensor) -> torch.Tensor:
+    """(N, 2) row and column of each image's ink mass, in pixel-centre coordinates."""
+    ink = ink_of(x)[:, 0]
+    idx = torch.arange(28.0) + 0.5
+    mass = ink.sum(dim=(1, 2))
+    return torch.stack([(ink.sum(2) * idx).sum(1) / mass, (ink.sum(1) * idx).sum(1) / mass], 1)
+
+
+def test_augment_scales_about_the_centre_filling_with_background():
+    x = blank()
+    x[..., 12:16, 12:16] = 2.0  # a 4x4 block, edges 12 to 16: centred on the frame's centre 14
+    out = Augment(scale=[2.0, 2.0]).train()(x)
+    ink = ink_of(out)[0, 0]
+    rows = torch.nonzero(ink.sum(1) > 1e-6).flatten()
+    # bilinear ink runs from pixel centre 11.5 to 16.5 (full 12.5 to 15.5): twice that about 14
+    assert (rows.min().item(), rows.max().item()) == (9, 18)
+    torch.testing.assert_close(ink[11:17, 11:17], torch.full((6, 6), 2.42))
+    torch.testing.assert_close(ink.sum(), torch.tensor(2.42 * 16 * 4))  # 4x the area
+    assert out[0, 0, 0, 0] == BACKGROUND  # paper stays paper, not 0
+    torch.testing.assert_close(centre_of_mass(out), torch.tensor([[14.0, 14.0]]))
+
+
+def test_augment_scales_each_axis_on_its_own():
+    x = blank(64)
+    x[..., 10:18, 10:18] = 2.0
     torch.manual_seed(0)
-    x = torch.rand(64, 1, 28, 28) + 1  # strictly positive: zero fill shows where it moved
-    shift = RandomShift(2)
-    shifted = shift(x)
-    assert shifted.shape == x.shape
-    assert not torch.equal(shifted, x)
-    assert (shifted == 0).any()  # edges filled with zeros
-    # every output image is its input translated: its pixel multiset is a subset of the input's
-    assert torch.isin(shifted[0][shifted[0] != 0], x[0]).all()
-    assert torch.equal(shift.eval()(x), x)
+    ink = ink_of(Augment(scale=[0.5, 2.0]).train()(x)) > 1.21  # half the ink
+    height = ink.any(dim=3).sum(dim=(1, 2)).float()
+    width = ink.any(dim=2).sum(dim=(1, 2)).float()
+    assert 3 <= height.min().item() <= height.max().item() <= 17
+    assert 3 <= width.min().item() <= width.max().item() <= 17
+    aspect = height / width
+    assert aspect.min() < 0.6 and aspect.max() > 1.6  # the aspect ratio changes too
+
+
+def test_augment_rotation_shear_and_shift_keep_the_digit():
+    torch.manual_seed(0)
+    x = blank(64)
+    x[..., 6:22, 13:15] = 2.0  # an upright stroke: a 1
+    rotated = Augment(rotate=30, shear=20).train()(x)
+    assert not torch.equal(rotated, x)
+    mass = ink_of(rotated).sum(dim=(1, 2, 3)) / ink_of(x).sum(dim=(1, 2, 3))
+    torch.testing.assert_close(mass, torch.ones(64), atol=0.05, rtol=0)  # area kept (det 1)
+    torch.testing.assert_close(centre_of_mass(rotated), centre_of_mass(x), atol=0.05, rtol=0)
+    tilt = (ink_of(rotated)[:, 0, 6, :].argmax(1) - ink_of(rotated)[:, 0, 21, :].argmax(1)).abs()
+    assert tilt.max() >= 4  # the top and bottom of the stroke moved apart
+    moved = centre_of_mass(Augment(shift=3).train()(x)) - centre_of_mass(x)
+    assert moved.abs().max() <= 3 + 1e-4 and moved.abs().max() > 2  # up to 3 pixels, sub-pixel
+    assert (moved.abs().flatten() % 1 > 0.1).any()
+
+
+def test_augment_stroke_thickens_and_thins():
+    torch.manual_seed(0)
+    x = blank(64)
+    x[..., 4:24, 8:11] = 2.0  # a stroke 3 pixels wide
+    mass = ink_of(Augment(stroke=1.0).train()(x)).sum(dim=(1, 2, 3)) / ink_of(x[0]).sum()
+    assert mass.max() > 1.4 and mass.min() < 0.6  # up to 5 wide, down to 1 wide
+    assert mass.max() <= 22 * 5 / (20 * 3) + 1e-5 and mass.min() >= 18 / 60 - 1e-5
+
+
+def test_dilate_is_a_3x3_maximum():
+    x = torch.rand(3, 2, 28, 28)
+    torch.testing.assert_close(dilate(x), nn.functional.max_pool2d(x, 3, 1, 1), rtol=0, atol=0)
+
+
+def test_augment_leaves_evaluation_alone():
+    x = torch.randn(8, 1, 28, 28)
+    augment = Augment(rotate=15, scale=[0.75, 1.25], shear=10, shift=2, stroke=0.5)
+    assert not torch.equal(augment.train()(x), x)
+    assert torch.equal(augment.eval()(x), x)
+    assert not Augment().active and Augment(stroke=0.1).active and Augment(shift=1).active
+    assert Augment(scale=[1.1, 1.1]).active
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"scale": [1.2, 0.8]}, "model.augment_scale=[1.2, 0.8] must be 0 < low <= high"),
+        ({"scale": [0, 1]}, "model.augment_scale=[0, 1] must be 0 < low <= high"),
+        ({"scale": 1.2}, "model.augment_scale=1.2 must be two factors [low, high]"),
+        ({"rotate": -5}, "model.augment_rotate=-5 must be between 0 and 180"),
+        ({"shear": 75}, "model.augment_shear=75 must be between 0 and 60"),
+        ({"stroke": 2}, "model.augment_stroke=2 must be between 0 and 1"),
+        ({"shift": -1}, "model.augment_shift=-1 must be at least 0"),
+    ],
+)
+def test_augment_knobs_are_checked(kwargs, message):
+    with pytest.raises(ValueError) as info:
+        ConvNet(**{f"augment_{k}": v for k, v in kwargs.items()})
+    assert message in str(info.value)
 
 
 def test_mlp_shape_and_size():

@@ -12,10 +12,10 @@ from collections.abc import Sequence
 from typing import TypeVar
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mnist_pipeline.data.tensors import normalise
+from mnist_pipeline.model.augment import Augment
 
 IMAGE_SIZE = 28
 NUM_CLASSES = 10
@@ -65,29 +65,6 @@ def head(
     return [*layers, nn.Linear(in_features, NUM_CLASSES)]
 
 
-class RandomShift(nn.Module):
-    """Training-time augmentation: shift each image by up to `pixels` in x and y (zero fill).
-
-    Part of the network so it runs wherever the batch is (GPU included) and vanishes in `eval()`.
-    """
-
-    def __init__(self, pixels: int) -> None:
-        super().__init__()
-        self.pixels = pixels
-
-    def forward(self, x: Tensor) -> Tensor:
-        if not self.training or not self.pixels:
-            return x
-        n, c, h, w = x.shape
-        p = self.pixels
-        padded = F.pad(x, (p, p, p, p))
-        dy, dx = torch.randint(0, 2 * p + 1, (2, n, 1, 1), device=x.device)
-        rows = (torch.arange(h, device=x.device).view(1, h, 1) + dy).expand(n, h, w)
-        cols = (torch.arange(w, device=x.device).view(1, 1, w) + dx).expand(n, h, w)
-        flat = (rows * (w + 2 * p) + cols).view(n, 1, h * w).expand(n, c, h * w)
-        return padded.flatten(2).gather(2, flat).view_as(x)
-
-
 class MLP(nn.Sequential):
     """No convolution at all: every pixel wired to every hidden unit. The tutorial's baseline."""
 
@@ -104,6 +81,9 @@ class ConvNet(nn.Sequential):
     convolution; `pool_size: 1` means no pooling after that convolution. Pooling comes before the
     activation, as in LeNet-5's subsampling layers; for max pooling and a monotonic activation
     this is the same function as the other order, on a quarter of the values.
+
+    The `augment_*` knobs put an `Augment` layer first (training only; see model/augment.py):
+    degrees of rotation and shear, [low, high] scale per axis, pixels of shift, stroke change.
     """
 
     def __init__(
@@ -118,14 +98,25 @@ class ConvNet(nn.Sequential):
         batch_norm: bool = False,
         hidden: Sequence[int] = (120, 84),
         dropout: float = 0.0,
-        augment_shift: int = 0,
+        augment_rotate: float = 0.0,
+        augment_scale: Sequence[float] = (1.0, 1.0),
+        augment_shear: float = 0.0,
+        augment_shift: float = 0.0,
+        augment_stroke: float = 0.0,
     ) -> None:
         if stride < 1:
             raise ValueError(f"model.stride={stride} must be at least 1")
         act, pool_cls = choose(ACTIVATIONS, activation, "activation"), choose(POOLS, pool, "pool")
         paddings = per_layer(padding, len(channels), "padding")
         pool_sizes = per_layer(pool_size, len(channels), "pool_size")
-        layers: list[nn.Module] = [RandomShift(augment_shift)] if augment_shift else []
+        augment = Augment(
+            augment_rotate,
+            augment_scale,
+            augment_shear,
+            augment_shift,
+            augment_stroke,
+        )
+        layers: list[nn.Module] = [augment] if augment.active else []
         size, in_ch = IMAGE_SIZE, 1
         for i, (out_ch, mode, pool_k) in enumerate(
             zip(channels, paddings, pool_sizes, strict=True)
