@@ -33,12 +33,14 @@ repro: install ## Run the pipeline: download, preprocess, train, evaluate (only 
 
 # Tests run on every core (pytest-xdist, one worker per core; --dist loadfile keeps a file's
 # shared fixtures in one worker). `make test` leaves out the slow ones (whole pipelines, real
-# servers and browsers); CI runs both targets.
+# servers and browsers); CI runs both targets. The slow ones spend part of their time waiting
+# on servers and child processes, so they get one worker more than there are cores.
+SLOW_WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
 test: install ## Run the test suite, less the slow tests (a few minutes)
 	python -m pytest -n auto --dist loadfile -m "not slow"
 
 test-slow: install ## Run the slow tests: pipelines, servers, the browser (CI runs them)
-	python -m pytest -n auto --dist loadfile -m slow
+	python -m pytest -n $(SLOW_WORKERS) --dist loadfile -m slow
 
 lint: install ## Check style with ruff
 	ruff check src tests benchmarks

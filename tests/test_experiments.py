@@ -18,11 +18,13 @@ from workspace import commit
 pytestmark = pytest.mark.slow
 
 
+@pytest.mark.timeout(900)  # three `dvc repro`/`exp run`s; the busiest slow test
 def test_exp_run_with_override_reruns_only_train_and_evaluate(
     tmp_path: Path, http_mirror: str
 ) -> None:
-    """Also the champion rule, forced both ways: a weak first model (a learning rate too small to
-    learn), a strictly better experiment (champion moves), then a strictly worse one (it stays)."""
+    """Also the champion rule: a weak first model (a learning rate too small to learn), then a
+    strictly better experiment takes `champion`. A worse one leaving it in place, with writers
+    racing, is test_queue_race.py's."""
     root, env = make_repo(tmp_path, http_mirror)
     run([sys.executable, "-m", "mnist_pipeline.config", "optimizer.lr=1e-6"], root, env)
     run(["dvc", "repro"], root, env)
@@ -61,8 +63,3 @@ def test_exp_run_with_override_reruns_only_train_and_evaluate(
 
     assert latest.data.metrics["test_acc"] > first.data.metrics["test_acc"]  # as set up
     assert aliases() == (latest.info.run_id, latest.info.run_id)  # strictly better: promoted
-
-    run(["dvc", "exp", "run", "-S", "optimizer.lr=1e-6", "-S", "seed=7"], root, env)
-    *_, worst = runs_in_store(client)
-    assert worst.data.metrics["test_acc"] < latest.data.metrics["test_acc"]  # as set up
-    assert aliases() == (latest.info.run_id, worst.info.run_id)  # worse: only the candidate
