@@ -74,12 +74,18 @@ def promote_if_better(run_id: str, test_acc: float) -> bool:
     }
     if not mine:
         return False
-    for _ in range(SETTLE_ATTEMPTS):
+    for attempt in range(SETTLE_ATTEMPTS):
         best = best_version(client, {run_id: test_acc})
         if best is None or champion_version(client) == best:
             break
         time.sleep(float(os.environ.get(PAUSE_ENV) or 0))
-        client.set_registered_model_alias(REGISTERED_MODEL, "champion", best)
+        try:
+            client.set_registered_model_alias(REGISTERED_MODEL, "champion", best)
+        except mlflow.exceptions.MlflowException:
+            # Two writers setting the alias at the same moment: MLflow's SQL store inserts it
+            # without a lock and refuses the second (UNIQUE constraint). Read again and retry.
+            if attempt == SETTLE_ATTEMPTS - 1:
+                raise
     return best in mine
 
 
