@@ -57,7 +57,7 @@ class PeakMemory(threading.Thread):
     def run(self) -> None:
         while not self.done.wait(0.1):
             for p in psutil.process_iter(["cmdline", "memory_info"]):
-                if "mnist_pipeline.train" in " ".join(p.info["cmdline"] or []):
+                if "mnist_pipeline.stage train" in " ".join(p.info["cmdline"] or []):
                     self.peak = max(self.peak, p.info["memory_info"].rss)
 
 

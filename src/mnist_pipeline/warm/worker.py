@@ -1,0 +1,125 @@
+"""The warm worker: imports torch & co. once, then forks a copy of itself for each stage handed to
+it, until it has waited `idle` seconds for the next (see client.py).
+
+    python -m mnist_pipeline.warm.worker IDLE_SECONDS     # started by mnist_pipeline.stage
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import select
+import signal
+import socket
+import struct
+import sys
+from typing import NoReturn
+
+import setproctitle
+
+from mnist_pipeline import stage
+from mnist_pipeline.warm import client
+
+# What the stages import that takes seconds (`python -X importtime`); never the project's code.
+PRELOAD = ("torch", "pytorch_lightning", "mlflow", "mlflow.pyfunc", "mlflow.pytorch",
+           "mlflow.store.tracking.sqlalchemy_store", "matplotlib.pyplot", "hydra", "pandas",
+           "scipy.stats", "PIL.Image")  # fmt: skip
+
+
+def serve(idle: int) -> None:
+    """Import, then fork a supervisor per stage until `idle` seconds pass without one."""
+    path = client.socket_path()
+    lock = open(path.with_suffix(".lock"), "w")  # noqa: SIM115 held for this worker's life
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return  # another worker for the same key is up, or starting
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # as cli.keep_private does
+    for name in PRELOAD:
+        __import__(name)
+    import torch
+
+    if torch.cuda.is_initialized():  # a fork could not use CUDA
+        return
+    path.unlink(missing_ok=True)
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(16)
+    server.settimeout(idle)
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps the supervisors
+    print(f"worker {os.getpid()}: ready", flush=True)
+    while True:
+        try:
+            conn, _ = server.accept()
+        except TimeoutError:
+            break
+        creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        if struct.unpack("3i", creds)[1] == os.getuid() and os.fork() == 0:
+            server.close()
+            lock.close()
+            supervise(conn)
+        conn.close()
+    path.unlink(missing_ok=True)
+
+
+def supervise(conn: socket.socket) -> NoReturn:
+    """In a fork: take the stage, fork it, report its pid and exit status; kill it if the caller
+    goes first."""
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    header, streams, _, _ = socket.recv_fds(conn, 4, 3)
+    with conn.makefile("rb") as stream:
+        request = json.loads(stream.read(struct.unpack("!I", header)[0]))
+    pid = os.fork()
+    if pid == 0:
+        conn.close()
+        become_stage(request, streams)
+    os.setpgid(pid, pid)  # as the stage does itself: whichever runs first, a kill finds the group
+    for fd in streams:
+        os.close(fd)
+    print(f"worker {os.getppid()}: {request['module']} as {pid} in {request['cwd']}", flush=True)
+    conn.sendall(json.dumps({"pid": pid}).encode() + b"\n")
+    ended = os.pidfd_open(pid)
+    while ended not in select.select([ended, conn], [], [])[0]:
+        if not conn.recv(1):  # the caller died, and so does its stage, as a direct one would
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+            break
+    status = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+    with contextlib.suppress(OSError):
+        conn.sendall(json.dumps({"status": status}).encode() + b"\n")
+    os._exit(0)
+
+
+def become_stage(request: dict, streams: list[int]) -> NoReturn:
+    """Take on the caller's streams, folder, environment and arguments, and run the stage."""
+    os.setpgid(0, 0)
+    name = request["module"].rsplit(".", 1)[1]
+    title = [sys.executable, "-m", "mnist_pipeline.stage", name, *request["args"]]
+    setproctitle.setproctitle(" ".join(title))  # before the environment changes: it moves it
+    for target, fd in zip((0, 1, 2), streams, strict=True):
+        os.dup2(fd, target)
+        os.close(fd)
+    for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    os.chdir(request["cwd"])
+    os.umask(request["umask"])
+    os.environ.clear()
+    os.environ.update(request["env"])
+    sys.path[0] = request["path0"]
+    # Python's standard streams made again on the new files: line-buffered on a terminal.
+    encoding = sys.stdout.encoding
+    sys.stdin = sys.__stdin__ = open(0, encoding=encoding, closefd=False)  # noqa: SIM115
+    sys.stdout = sys.__stdout__ = open(  # noqa: SIM115
+        1, "w", buffering=1 if os.isatty(1) else -1, encoding=encoding, closefd=False
+    )
+    sys.stderr = sys.__stderr__ = open(  # noqa: SIM115
+        2, "w", buffering=1, encoding=encoding, errors="backslashreplace", closefd=False
+    )
+    stage.run_module(request["module"], request["args"])
+
+
+if __name__ == "__main__":
+    serve(int(sys.argv[1]))
