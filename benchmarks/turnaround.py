@@ -2,12 +2,13 @@
 
 A clean clone of this repo's last commit (its data restored from this repo's DVC cache: run
 `make repro` here first, nothing is downloaded) runs two experiments one after the other: the
-first also creates the MLflow store, the second is what every later experiment costs. For each it
-prints the wall time of the whole `dvc exp run`, of Lightning's fit loop (the run's `fit_seconds`)
-and of what is left, stage by stage, with each stage's import time measured alone, and the train
-stage's peak resident memory.
+first also creates the MLflow store and starts the stages' warm worker (mnist_pipeline/stage.py),
+the second is what every later experiment costs. For each it prints the wall time of the whole
+`dvc exp run`, of Lightning's fit loop (the run's `fit_seconds`) and of what is left, stage by
+stage, and the train stage's peak resident memory.
 
     python benchmarks/turnaround.py                       # optimizer.lr=0.002, two experiments
+    python benchmarks/turnaround.py --cold                # each stage a fresh process, as before
     python benchmarks/turnaround.py -S model=cnn --runs 1 # any `dvc exp run -S` overrides
 """
 
@@ -16,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -27,12 +27,6 @@ from pathlib import Path
 import psutil
 
 REPO = Path(__file__).resolve().parents[1]
-STAGE_MODULES = {
-    "check": "check",
-    "check-trainer": "check",
-    "train": "train",
-    "evaluate": "evaluate",
-}
 
 
 def run(cmd: list[str], cwd: Path, env: dict[str, str]) -> str:
@@ -102,19 +96,7 @@ def fit_seconds(root: Path, env: dict[str, str]) -> float:
     return float(run([sys.executable, "-c", code], root, env).strip().splitlines()[-1])
 
 
-def import_seconds(module: str, env: dict[str, str], repeats: int = 3) -> float:
-    """Median wall time of a fresh interpreter importing a stage's module, and nothing else."""
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        subprocess.run(
-            [sys.executable, "-c", f"import mnist_pipeline.{module}"], env=env, check=True
-        )
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def report(label: str, result: dict, fit: float, imports: dict[str, float]) -> None:
+def report(label: str, result: dict, fit: float) -> None:
     walls = stage_walls(result["lines"], result["wall"])
     rest = result["wall"] - fit
     print(f"\n{label}")
@@ -124,9 +106,7 @@ def report(label: str, result: dict, fit: float, imports: dict[str, float]) -> N
     print(f"    DVC itself (outside any stage)     {result['wall'] - sum(walls.values()):6.1f} s")
     for name, seconds in walls.items():
         own = seconds - fit if name == "train" else seconds
-        module = STAGE_MODULES.get(name)
-        note = f"   of which imports {imports[module]:.1f} s" if module in imports else ""
-        print(f"    {name + (' outside fit' if name == 'train' else ''):34s} {own:6.1f} s{note}")
+        print(f"    {name + (' outside fit' if name == 'train' else ''):34s} {own:6.1f} s")
     print(
         f"  train stage peak RSS                 {result['peak_rss'] / 1e9:6.2f} GB  target <= 0.8"
     )
@@ -136,21 +116,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("-S", dest="overrides", action="append", help="dvc exp run -S ...")
     parser.add_argument("--runs", type=int, default=2, help="experiments in a row")
+    parser.add_argument("--cold", action="store_true", help="no warm worker: MNIST_PIPELINE_WARM=0")
     args = parser.parse_args()
     overrides = args.overrides or ["optimizer.lr=0.002"]
     with tempfile.TemporaryDirectory(prefix="turnaround-") as tmp:
         root = Path(tmp) / "clone"
         path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"  # this venv's dvc
         env = {**os.environ, "PATH": path, "PYTHONUNBUFFERED": "1", "DVC_NO_ANALYTICS": "1",
-               "MLFLOW_DISABLE_TELEMETRY": "true", "PYTHONPATH": str(root / "src")}  # fmt: skip
+               "MLFLOW_DISABLE_TELEMETRY": "true", "PYTHONPATH": str(root / "src"),
+               "MNIST_PIPELINE_WARM": "0" if args.cold else "600"}  # fmt: skip
         env.pop("MLFLOW_TRACKING_URI", None)  # the clone's own embedded store
         clean_clone(root, env)
-        imports = {m: import_seconds(m, env) for m in sorted(set(STAGE_MODULES.values()))}
-        print(f"{os.cpu_count()} CPUs; dvc exp run -S {' -S '.join(overrides)}")
+        how = "each stage a fresh process" if args.cold else "stages by a warm worker"
+        print(f"{os.cpu_count()} CPUs; dvc exp run -S {' -S '.join(overrides)}; {how}")
         for i in range(args.runs):
             result = exp_run(root, env, overrides)
-            label = "first experiment (creates mlflow.db)" if i == 0 else f"experiment {i + 1}"
-            report(label, result, fit_seconds(root, env), imports)
+            first = "first experiment (creates mlflow.db, starts the worker)"
+            report(first if i == 0 else f"experiment {i + 1}", result, fit_seconds(root, env))
             overrides = [*overrides[:-1], bump(overrides[-1], i)]  # a new point, not a rerun
 
 
