@@ -6,14 +6,18 @@ So a run of `dvc exp run -S model=cnn -S optimizer.lr=0.01` is tagged `model=cnn
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import hashlib
+import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from mnist_pipeline.atomic import write_json
 from mnist_pipeline.config import CONF_DIR, flatten, hydra_context
 from mnist_pipeline.redact import redact
 from mnist_pipeline.tracking.lineage import git_state
@@ -32,6 +36,29 @@ def _choices(conf_dir: Path) -> tuple[dict[str, str], dict[str, list[str]]]:
     }
     options = {g: sorted(p.stem for p in (conf_dir / g).glob("*.yaml")) for g in chosen}
     return chosen, options
+
+
+def _cache_folder() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mnist-pipeline"
+
+
+def _kept(conf_dir: Path, choices: tuple[str, ...], compose: Callable[[], dict]) -> dict:
+    """conf/ composed with these group choices, kept on disk under conf/'s content: a run's tags
+    take up to a dozen compositions at 0.3 s each, and conf/ seldom changes between experiments.
+    Only group choices are kept, never a value of the run's own (a token in `tracking.uri=`)."""
+    import hydra
+
+    digest = hashlib.sha256(f"{hydra.__version__} {choices}".encode())
+    for path in sorted(conf_dir.rglob("*.yaml")):
+        digest.update(f"{path.relative_to(conf_dir)}\0".encode() + path.read_bytes())
+    kept = _cache_folder() / "compositions" / f"{digest.hexdigest()[:32]}.json"
+    with contextlib.suppress(OSError, ValueError):
+        return json.loads(kept.read_text())
+    composed = compose()
+    with contextlib.suppress(OSError):  # a read-only home: composed again next time
+        kept.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        write_json(kept, composed)
+    return composed
 
 
 def _differences(left: Mapping[str, Any], right: Mapping[str, Any]) -> list[str]:
@@ -61,7 +88,13 @@ def describe(cfg: DictConfig, conf_dir: str | Path = CONF_DIR) -> dict[str, Any]
 
     @functools.cache
     def composed_once(overrides: tuple[str, ...]) -> dict:
-        return OmegaConf.to_container(hydra_compose("config", list(overrides)), resolve=True)
+        def compose() -> dict:
+            return OmegaConf.to_container(hydra_compose("config", list(overrides)), resolve=True)
+
+        choices = all(
+            o.partition("=")[2] in options.get(o.partition("=")[0], ()) for o in overrides
+        )
+        return _kept(conf_dir, overrides, compose) if choices else compose()
 
     def composed(overrides: list[str]) -> dict:
         return composed_once(tuple(overrides))
