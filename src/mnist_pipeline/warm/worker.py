@@ -128,16 +128,21 @@ def become_stage(request: dict, streams: list[int]) -> NoReturn:
     os.environ.clear()
     os.environ.update(request["env"])
     sys.path[0] = request["path0"]
-    # Python's standard streams made again on the new files: line-buffered on a terminal.
-    encoding = sys.stdout.encoding
+    encoding = sys.stdout.encoding  # from the worker's settings, the stage's (keyed)
     sys.stdin = sys.__stdin__ = open(0, encoding=encoding, closefd=False)  # noqa: SIM115
-    sys.stdout = sys.__stdout__ = open(  # noqa: SIM115
-        1, "w", buffering=1 if os.isatty(1) else -1, encoding=encoding, closefd=False
-    )
-    sys.stderr = sys.__stderr__ = open(  # noqa: SIM115
-        2, "w", buffering=1, encoding=encoding, errors="backslashreplace", closefd=False
-    )
+    unbuffered = sys.__stdout__.write_through  # the worker's own: the same settings, keyed
+    sys.stdout = sys.__stdout__ = text_stream(1, encoding, os.isatty(1), unbuffered, "strict")
+    sys.stderr = sys.__stderr__ = text_stream(2, encoding, True, unbuffered, "backslashreplace")
     stage.run_module(request["module"], request["args"])
+
+
+def text_stream(
+    fd: int, encoding: str, line: bool, unbuffered: bool, errors: str
+) -> io.TextIOWrapper:
+    """Standard output or error on a new file, as Python makes them at start-up: line-buffered on
+    a terminal (standard error always), unbuffered under `python -u` or PYTHONUNBUFFERED."""
+    raw = open(fd, "wb", buffering=0 if unbuffered else -1, closefd=False)  # noqa: SIM115
+    return io.TextIOWrapper(raw, encoding, errors, line_buffering=line, write_through=unbuffered)
 
 
 if __name__ == "__main__":
