@@ -3,6 +3,7 @@ process writes, fails and stops the same way, and never outlives its caller."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import signal
@@ -125,7 +126,7 @@ def test_a_warm_stage_fails_as_a_fresh_one_does(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("how", ["Ctrl-C", "caller killed"])
+@pytest.mark.parametrize("how", ["Ctrl-C", "caller killed", "supervisor killed"])
 def test_a_warm_stage_stops_with_its_caller(
     workspace: Path, warm: tuple[dict[str, str], Path], how: str, request: pytest.FixtureRequest
 ) -> None:
@@ -141,12 +142,19 @@ def test_a_warm_stage_stops_with_its_caller(
     ((_, pid),) = served(log)
     title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
     assert b"mnist_pipeline.stage train --params params.yaml" in title  # what `ps` shows
-    stage.send_signal(signal.SIGINT if how == "Ctrl-C" else signal.SIGKILL)
+    if how == "supervisor killed":  # its stage goes with it, and the caller says so
+        supervisor = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        os.kill(supervisor, signal.SIGKILL)
+    else:
+        stage.send_signal(signal.SIGINT if how == "Ctrl-C" else signal.SIGKILL)
     _, stderr = stage.communicate(timeout=120)
     deadline = time.monotonic() + 10
     while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not Path(f"/proc/{pid}").exists(), "the stage outlived its caller"
+    if how == "supervisor killed":
+        assert stage.returncode == 1
+        assert stderr.strip().splitlines()[-1].startswith("error: the warm worker running this")
     if how == "Ctrl-C":
         assert stage.returncode == 130, stderr
         assert stderr.strip().splitlines() == [

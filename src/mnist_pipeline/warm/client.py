@@ -85,14 +85,17 @@ def hand_over(path: Path, module: str, args: list[str]) -> int | None:
     request = {"module": module, "args": args, "cwd": os.getcwd(), "umask": umask,
                "env": dict(os.environ), "path0": sys.path[0]}  # fmt: skip
     payload = json.dumps(request).encode()
-    with open(os.devnull) as null:  # for a stream the caller has closed
-        streams = [fd if valid(fd) else null.fileno() for fd in (0, 1, 2)]
-        socket.send_fds(conn, [struct.pack("!I", len(payload))], streams)
-    conn.sendall(payload)
     replies = conn.makefile("r")
-    started = replies.readline()
+    try:
+        with open(os.devnull) as null:  # for a stream the caller has closed
+            streams = [fd if valid(fd) else null.fileno() for fd in (0, 1, 2)]
+            socket.send_fds(conn, [struct.pack("!I", len(payload))], streams)
+        conn.sendall(payload)
+        started = replies.readline()
+    except OSError:
+        started = ""
     if not started:
-        return None  # the worker ended before forking: the caller runs the stage itself
+        return None  # the worker ended (idle) before forking: the caller runs the stage itself
     pid = json.loads(started)["pid"]
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda sig, frame: forward(pid, sig))

@@ -7,6 +7,7 @@ it, until it has waited `idle` seconds for the next (see client.py).
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import fcntl
 import io
 import json
@@ -23,6 +24,7 @@ import setproctitle
 from mnist_pipeline import stage
 from mnist_pipeline.warm import client
 
+PR_SET_PDEATHSIG = 1  # linux/prctl.h: a signal for this process when its parent ends
 # What the stages import that takes seconds (`python -X importtime`); never the project's code.
 PRELOAD = ("torch", "pytorch_lightning", "mlflow", "mlflow.pyfunc", "mlflow.pytorch",
            "mlflow.store.tracking.sqlalchemy_store", "matplotlib.pyplot", "hydra", "pandas",
@@ -90,10 +92,11 @@ def supervise(conn: socket.socket) -> NoReturn:
     header, streams, _, _ = socket.recv_fds(conn, 4, 3)
     with conn.makefile("rb") as stream:
         request = json.loads(stream.read(struct.unpack("!I", header)[0]))
+    supervisor = os.getpid()
     pid = os.fork()
     if pid == 0:
         conn.close()
-        become_stage(request, streams)
+        become_stage(request, streams, supervisor)
     os.setpgid(pid, pid)  # as the stage does itself: whichever runs first, a kill finds the group
     for fd in streams:
         os.close(fd)
@@ -111,8 +114,11 @@ def supervise(conn: socket.socket) -> NoReturn:
     os._exit(0)
 
 
-def become_stage(request: dict, streams: list[int]) -> NoReturn:
+def become_stage(request: dict, streams: list[int], supervisor: int) -> NoReturn:
     """Take on the caller's streams, folder, environment and arguments, and run the stage."""
+    ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # ends with its supervisor
+    if os.getppid() != supervisor:  # which ended already
+        os._exit(1)
     os.setpgid(0, 0)
     name = request["module"].rsplit(".", 1)[1]
     title = [sys.executable, "-m", "mnist_pipeline.stage", name, *request["args"]]
