@@ -38,20 +38,23 @@ def _choices(conf_dir: Path) -> tuple[dict[str, str], dict[str, list[str]]]:
     return chosen, options
 
 
-def _cache_folder() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mnist-pipeline"
-
-
-def _kept(conf_dir: Path, choices: tuple[str, ...], compose: Callable[[], dict]) -> dict:
-    """conf/ composed with these group choices, kept on disk under conf/'s content: a run's tags
-    take up to a dozen compositions at 0.3 s each, and conf/ seldom changes between experiments.
-    Only group choices are kept, never a value of the run's own (a token in `tracking.uri=`)."""
+def _conf_key(conf_dir: Path) -> str:
+    """Hydra's version and every file of conf/: what a composition of group choices depends on."""
     import hydra
 
-    digest = hashlib.sha256(f"{hydra.__version__} {choices}".encode())
+    digest = hashlib.sha256(hydra.__version__.encode())
     for path in sorted(conf_dir.rglob("*.yaml")):
         digest.update(f"{path.relative_to(conf_dir)}\0".encode() + path.read_bytes())
-    kept = _cache_folder() / "compositions" / f"{digest.hexdigest()[:32]}.json"
+    return digest.hexdigest()
+
+
+def _kept(conf_key: str, choices: tuple[str, ...], compose: Callable[[], dict]) -> dict:
+    """conf/ composed with these group choices, kept on disk under conf/'s key: a run's tags
+    take up to a dozen compositions at 0.3 s each, and conf/ seldom changes between experiments.
+    Only group choices are kept, never a value of the run's own (a token in `tracking.uri=`)."""
+    name = hashlib.sha256(f"{conf_key} {choices}".encode()).hexdigest()[:32]
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    kept = cache / "mnist-pipeline" / "compositions" / f"{name}.json"
     with contextlib.suppress(OSError, ValueError):
         return json.loads(kept.read_text())
     composed = compose()
@@ -85,6 +88,7 @@ def describe(cfg: DictConfig, conf_dir: str | Path = CONF_DIR) -> dict[str, Any]
     conf_dir = Path(conf_dir).resolve()
     values = OmegaConf.to_container(cfg, resolve=True)
     defaults, options = _choices(conf_dir)
+    conf_key = _conf_key(conf_dir)  # once: conf/ is read, not every composition
 
     @functools.cache
     def composed_once(overrides: tuple[str, ...]) -> dict:
@@ -94,7 +98,7 @@ def describe(cfg: DictConfig, conf_dir: str | Path = CONF_DIR) -> dict[str, Any]
         choices = all(
             o.partition("=")[2] in options.get(o.partition("=")[0], ()) for o in overrides
         )
-        return _kept(conf_dir, overrides, compose) if choices else compose()
+        return _kept(conf_key, overrides, compose) if choices else compose()
 
     def composed(overrides: list[str]) -> dict:
         return composed_once(tuple(overrides))
