@@ -26,7 +26,7 @@ from mnist_pipeline.warm import client
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h: a signal for this process when its parent ends
 # What the stages import that takes seconds (`python -X importtime`); never the project's code.
-PRELOAD = ("torch", "pytorch_lightning", "mlflow", "mlflow.pyfunc", "mlflow.pytorch",
+PRELOAD = ("torch", "pytorch_lightning", "mlflow", "mlflow.pyfunc",
            "mlflow.store.tracking.sqlalchemy_store", "matplotlib.pyplot", "hydra", "pandas",
            "scipy.stats", "PIL.Image")  # fmt: skip
 
