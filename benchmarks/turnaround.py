@@ -131,7 +131,9 @@ def main() -> None:
         print(f"{os.cpu_count()} CPUs; dvc exp run -S {' -S '.join(overrides)}; {how}")
         for i in range(args.runs):
             result = exp_run(root, env, overrides)
-            first = "first experiment (creates mlflow.db, starts the worker)"
+            first = "first experiment (creates mlflow.db" + (
+                ")" if args.cold else ", starts the worker)"
+            )
             report(first if i == 0 else f"experiment {i + 1}", result, fit_seconds(root, env))
             overrides = [*overrides[:-1], bump(overrides[-1], i)]  # a new point, not a rerun
 
