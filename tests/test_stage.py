@@ -163,6 +163,33 @@ def test_a_warm_stage_stops_with_its_caller(
     assert not (workspace / "models" / "model.pt").exists()
 
 
+@pytest.mark.slow  # a worker importing torch
+def test_the_first_stage_waits_for_the_worker_it_starts(tmp_path: Path) -> None:
+    """No worker up: the stage starts one and is run by it once it has imported, instead of
+    importing everything a second time beside it; Ctrl-C meanwhile runs nothing."""
+    env = clean_env(XDG_RUNTIME_DIR=str(tmp_path), MNIST_PIPELINE_WARM="60")
+    waiting = subprocess.Popen([*STAGE, "check"], cwd=tmp_path, env=env, stderr=subprocess.PIPE,
+                               text=True)  # fmt: skip
+    deadline = time.monotonic() + 30
+    while not list(tmp_path.glob("*/*.sock")):
+        assert time.monotonic() < deadline and waiting.poll() is None, "no worker was started"
+        time.sleep(0.05)
+    waiting.send_signal(signal.SIGINT)
+    _, stderr = waiting.communicate(timeout=60)
+    assert (waiting.returncode, stderr) == (
+        130,
+        "error: check interrupted (Ctrl-C) before it started.\n",
+    )
+    # no params.yaml here: the check stage, once run, fails at once with one line
+    result = subprocess.run([*STAGE, "check"], cwd=tmp_path, env=env, capture_output=True,
+                            text=True, timeout=120)  # fmt: skip
+    (log,) = tmp_path.glob("*/*.log")
+    worker = int(re.search(r"worker (\d+): ready", log.read_text()).group(1))
+    os.kill(worker, signal.SIGTERM)
+    assert result.returncode == 1 and "params.yaml not found" in result.stderr
+    assert [module for module, _ in served(log)] == ["mnist_pipeline.check"]  # not the first
+
+
 @pytest.mark.slow
 def test_the_worker_holds_none_of_the_project_s_code() -> None:
     """What lets an edit reach the next warm stage: only the launcher, hashed into the worker's

@@ -8,8 +8,9 @@ A stage spends its first 10 s importing torch, Lightning, MLflow and matplotlib,
 tearing them down: 12 s a stage, three or four stages an experiment. This launcher cuts both:
 - the end: a stage's process exits once its threads are joined and its atexit handlers have run,
   without Python's module-by-module teardown;
-- the start: the first stage that finds no warm worker (mnist_pipeline/warm/) starts one and runs
-  as usual; later stages are run by a fork of the worker, which imported the libraries once.
+- the start: each stage is run by a fork of a warm worker (mnist_pipeline/warm/), which imported
+  the libraries once. The first stage that finds none starts one and waits for its imports,
+  instead of importing the same beside it.
 What a stage computes and writes is the same either way (tests/test_stage.py).
 """
 
@@ -33,10 +34,9 @@ def main(argv: list[str]) -> NoReturn:
     module = f"mnist_pipeline.{argv[0]}"
     idle, path = client.idle_seconds(), None
     if idle and (path := client.socket_path()):
-        code = client.hand_over(path, module, argv[1:])
+        code = client.run_warm(path, module, argv[1:], idle)
         if code is not None:
             sys.exit(code)
-        client.start_worker(path, idle)
     run_module(module, argv[1:])
 
 

@@ -27,6 +27,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 DEFAULT_IDLE = 600  # seconds an idle worker waits for the next stage
@@ -34,6 +35,7 @@ DEFAULT_IDLE = 600  # seconds an idle worker waits for the next stage
 IMPORT_SETTINGS = ("PYTHON", "OMP_", "MKL_", "KMP_", "CUDA_", "TORCH", "PYTORCH_", "NVIDIA_",
                    "MPL", "LD_", "MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK")  # fmt: skip
 UNDER_LAUNCHERS = ("TORCHELASTIC_RUN_ID", "SLURM_JOB_ID")
+LISTENS_WITHIN = 30  # seconds from a worker's start to its socket, on a busy machine
 LAUNCHER_CODE = [Path(__file__).parents[1] / "stage.py", *Path(__file__).parent.glob("*.py")]
 
 
@@ -73,13 +75,26 @@ def socket_path() -> Path | None:
     return folder / f"{digest.hexdigest()[:20]}.sock"
 
 
-def hand_over(path: Path, module: str, args: list[str]) -> int | None:
-    """The stage run by the worker: its exit status, or None if no worker took it."""
+def run_warm(path: Path, module: str, args: list[str], idle: int) -> int | None:
+    """The stage run by the worker, started first if none is up: its exit status, or None if no
+    worker took it (the caller runs the stage itself)."""
+    conn = connect(path) or start_worker(path, idle)
+    return hand_over(conn, module, args) if conn else None
+
+
+def connect(path: Path) -> socket.socket | None:
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         conn.connect(str(path))
-    except OSError:  # none up, or a stale socket: the caller starts one
+    except OSError:  # none up, or a stale socket
+        conn.close()
         return None
+    return conn
+
+
+def hand_over(conn: socket.socket, module: str, args: list[str]) -> int | None:
+    """Send the stage, wait for its end (the worker may be importing still): its exit status,
+    or None if the worker ended before taking it."""
     umask = os.umask(0)
     os.umask(umask)
     request = {"module": module, "args": args, "cwd": os.getcwd(), "umask": umask,
@@ -94,8 +109,12 @@ def hand_over(path: Path, module: str, args: list[str]) -> int | None:
         started = replies.readline()
     except OSError:
         started = ""
+    except KeyboardInterrupt:  # while the worker imports: the stage has not started
+        stage = module.rsplit(".", 1)[1]
+        print(f"error: {stage} interrupted (Ctrl-C) before it started.", file=sys.stderr)
+        return 128 + signal.SIGINT
     if not started:
-        return None  # the worker ended (idle) before forking: the caller runs the stage itself
+        return None  # the worker ended (idle, or CUDA) before forking: the caller runs the stage
     pid = json.loads(started)["pid"]
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda sig, frame: forward(pid, sig))
@@ -128,12 +147,19 @@ def valid(fd: int) -> bool:
     return True
 
 
-def start_worker(path: Path, idle: int) -> None:
+def start_worker(path: Path, idle: int) -> socket.socket | None:
     """A worker in the background, in a session of its own, holding none of the caller's streams
-    (DVC waits for them to close) nor its secrets."""
+    (DVC waits for them to close) nor its secrets; connected to once it listens, which it does
+    within a second, before importing. None if it ended first: another worker took its place."""
     keep = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "XDG_RUNTIME_DIR")
     env = {k: v for k, v in os.environ.items() if k in keep} | import_settings()
     command = [sys.executable, "-m", "mnist_pipeline.warm.worker", str(idle)]
     with open(path.with_suffix(".log"), "ab") as log:
-        subprocess.Popen(command, cwd="/", env=env, stdin=subprocess.DEVNULL, stdout=log,
-                         stderr=log, start_new_session=True)  # fmt: skip
+        worker = subprocess.Popen(command, cwd="/", env=env, stdin=subprocess.DEVNULL, stdout=log,
+                                  stderr=log, start_new_session=True)  # fmt: skip
+    deadline = time.monotonic() + LISTENS_WITHIN
+    while worker.poll() is None and time.monotonic() < deadline:
+        if conn := connect(path):
+            return conn
+        time.sleep(0.02)
+    return connect(path)

@@ -32,7 +32,8 @@ PRELOAD = ("torch", "pytorch_lightning", "mlflow", "mlflow.pyfunc",
 
 
 def serve(idle: int) -> None:
-    """Import, then fork a supervisor per stage until `idle` seconds pass without one."""
+    """Take the socket, import the libraries, then serve stages (a stage that connects while
+    the worker imports waits for it: on 2 cores, importing torch & co. twice at once is slower)."""
     path = client.socket_path()
     lock = open(path.with_suffix(".lock"), "w")  # noqa: SIM115 held for this worker's life
     try:
@@ -40,17 +41,25 @@ def serve(idle: int) -> None:
     except BlockingIOError:
         return  # another worker for the same key is up, or starting
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # as cli.keep_private does
-    for name in PRELOAD:
-        __import__(name)
-    warm_caches()
-    import torch
-
-    if torch.cuda.is_initialized():  # a fork could not use CUDA
-        return
     path.unlink(missing_ok=True)
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(str(path))
-    server.listen(16)
+    server.listen(16)  # before importing: a stage that comes meanwhile waits in this queue
+    try:
+        for name in PRELOAD:
+            __import__(name)
+        warm_caches()
+        import torch
+
+        if torch.cuda.is_initialized():  # a fork could not use CUDA; queued stages run cold
+            return
+        accept(server, lock, idle)
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def accept(server: socket.socket, lock: io.TextIOWrapper, idle: int) -> None:
+    """A supervisor for each stage, until `idle` seconds pass without one."""
     server.settimeout(idle)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps the supervisors
     print(f"worker {os.getpid()}: ready", flush=True)
@@ -58,14 +67,13 @@ def serve(idle: int) -> None:
         try:
             conn, _ = server.accept()
         except TimeoutError:
-            break
+            return
         creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
         if struct.unpack("3i", creds)[1] == os.getuid() and os.fork() == 0:
             server.close()
             lock.close()
             supervise(conn)
         conn.close()
-    path.unlink(missing_ok=True)
 
 
 def warm_caches() -> None:
@@ -92,6 +100,8 @@ def supervise(conn: socket.socket) -> NoReturn:
     header, streams, _, _ = socket.recv_fds(conn, 4, 3)
     with conn.makefile("rb") as stream:
         request = json.loads(stream.read(struct.unpack("!I", header)[0]))
+    if gone(conn, peek=True):  # interrupted while the worker was importing: nothing to run
+        os._exit(0)
     supervisor = os.getpid()
     pid = os.fork()
     if pid == 0:
@@ -101,10 +111,11 @@ def supervise(conn: socket.socket) -> NoReturn:
     for fd in streams:
         os.close(fd)
     print(f"worker {os.getppid()}: {request['module']} as {pid} in {request['cwd']}", flush=True)
-    conn.sendall(json.dumps({"pid": pid}).encode() + b"\n")
+    with contextlib.suppress(OSError):  # a caller gone meanwhile is seen below
+        conn.sendall(json.dumps({"pid": pid}).encode() + b"\n")
     ended = os.pidfd_open(pid)
     while ended not in select.select([ended, conn], [], [])[0]:
-        if not conn.recv(1):  # the caller died, and so does its stage, as a direct one would
+        if gone(conn):  # the caller died, and so does its stage, as a direct one would
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
             break
@@ -112,6 +123,16 @@ def supervise(conn: socket.socket) -> NoReturn:
     with contextlib.suppress(OSError):
         conn.sendall(json.dumps({"status": status}).encode() + b"\n")
     os._exit(0)
+
+
+def gone(conn: socket.socket, peek: bool = False) -> bool:
+    """Has the caller closed its end? (It sends nothing after the request.)"""
+    try:
+        return not conn.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT if peek else 0)
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
 
 
 def become_stage(request: dict, streams: list[int], supervisor: int) -> NoReturn:
