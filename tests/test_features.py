@@ -13,7 +13,8 @@ from PIL import Image
 
 from mnist_pipeline.model.networks import MLP, ConvNet
 from mnist_pipeline.report.activations import look, scaled
-from mnist_pipeline.report.features import draw, grid_shape, pick, tile
+from mnist_pipeline.report.features import draw, grid_shape, pick
+from mnist_pipeline.report.figures import tile
 from synthetic import synthetic_digits
 
 LENET5 = {"channels": (6, 16), "kernel_size": 5, "padding": ("same", "valid")}

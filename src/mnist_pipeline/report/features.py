@@ -17,7 +17,7 @@ from torch import nn
 
 from mnist_pipeline.model.networks import Standardise
 from mnist_pipeline.report.activations import look, scaled
-from mnist_pipeline.report.figures import _pyplot, _save
+from mnist_pipeline.report.figures import _pyplot, _save, tile
 
 GAP, GAP_RGB = 1, (91, 125, 177)  # between the maps of one image
 SEP, SEP_RGB = 6, (255, 255, 255)  # between images
@@ -42,19 +42,6 @@ def grid_shape(count: int) -> tuple[int, int]:
 
     rows = min(range(1, count + 1), key=cost)
     return rows, math.ceil(count / rows)
-
-
-def tile(pictures: np.ndarray, shape: tuple[int, int], gap: int, colour: tuple) -> np.ndarray:
-    """Pictures (C, H, W) or (C, H, W, 3) as one RGB image, `shape` (rows, columns) of them."""
-    rgb = pictures if pictures.ndim == 4 else np.repeat(pictures[..., None], 3, axis=-1)
-    h, w = rgb.shape[1:3]
-    rows, cols = shape
-    out = np.empty((rows * (h + gap) - gap, cols * (w + gap) - gap, 3), dtype=np.uint8)
-    out[:] = colour
-    for i, picture in enumerate(rgb):
-        r, q = divmod(i, cols)
-        out[r * (h + gap) : r * (h + gap) + h, q * (w + gap) : q * (w + gap) + w] = picture
-    return out
 
 
 def rows_of(

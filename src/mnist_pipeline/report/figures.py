@@ -24,8 +24,9 @@ def _pyplot() -> Any:
     return plt
 
 
-def _save(fig: Any, path: Path) -> None:
-    fig.tight_layout()
+def _save(fig: Any, path: Path, tight: bool = True) -> None:
+    if tight:  # for subplots with labels and ticks; a figure that places its own axes skips it
+        fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
     _pyplot().close(fig)
@@ -72,17 +73,36 @@ def mistakes(
     path: Path,
     count: int = 24,
 ) -> None:
-    """The test digits the model got wrong with the most confidence, labelled true → predicted."""
+    """The test digits the model got wrong with the most confidence, labelled true → predicted.
+    One image with its labels written on it: 24 axes took 1.3 s of every `evaluate`."""
     plt = _pyplot()
     wrong = [i for i, (y, p) in enumerate(zip(labels, predicted, strict=True)) if y != p]
     worst = sorted(wrong, key=lambda i: -confidence[i])[:count]
-    cols = 8
-    rows = max(1, -(-len(worst) // cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.2, rows * 1.45), dpi=100, squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, i in zip(axes.flat, worst, strict=False):
-        ax.imshow(images[i], cmap="gray_r")
-        ax.set_title(f"{labels[i]}→{predicted[i]} {confidence[i]:.0%}", fontsize=8)
+    cols, rows = 8, max(1, -(-len(worst) // 8))
+    side, label, gap = images.shape[-1], 10, 3  # pixels: a digit, the label above it, between
+    cells = np.full((max(1, len(worst)), label + side, side), 255, dtype=np.uint8)
+    cells[: len(worst), label:] = 255 - images[worst]  # dark ink on white
+    fig = plt.figure(figsize=(cols * 1.2, rows * 1.45 + 0.3), dpi=100)
+    ax = fig.add_axes((0.01, 0.01, 0.98, 0.99 - 0.3 / (rows * 1.45 + 0.3)))
+    ax.imshow(tile(cells, (rows, cols), gap, (255, 255, 255)), interpolation="nearest")
+    ax.set_axis_off()
+    for k, i in enumerate(worst):
+        r, c = divmod(k, cols)
+        ax.text(c * (side + gap) + side / 2, r * (label + side + gap) + label / 2,
+                f"{labels[i]}→{predicted[i]} {confidence[i]:.0%}", ha="center", va="center",
+                fontsize=8)  # fmt: skip
     fig.suptitle("most confident mistakes (true→predicted, confidence)", fontsize=9)
-    _save(fig, path)
+    _save(fig, path, tight=False)
+
+
+def tile(pictures: np.ndarray, shape: tuple[int, int], gap: int, colour: tuple) -> np.ndarray:
+    """Pictures (C, H, W) or (C, H, W, 3) as one RGB image, `shape` (rows, columns) of them."""
+    rgb = pictures if pictures.ndim == 4 else np.repeat(pictures[..., None], 3, axis=-1)
+    h, w = rgb.shape[1:3]
+    rows, cols = shape
+    out = np.empty((rows * (h + gap) - gap, cols * (w + gap) - gap, 3), dtype=np.uint8)
+    out[:] = colour
+    for i, picture in enumerate(rgb):
+        r, q = divmod(i, cols)
+        out[r * (h + gap) : r * (h + gap) + h, q * (w + gap) : q * (w + gap) + w] = picture
+    return out
