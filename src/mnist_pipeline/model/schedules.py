@@ -29,4 +29,6 @@ def one_cycle(
     """One-cycle policy (Smith 2018): warm up to `max_lr`, then anneal to near zero. With
     `max_lr` null the peak is the optimizer's own learning rate (`optimizer.lr`)."""
     peak = optimizer.param_groups[0]["lr"] if max_lr is None else max_lr
+    if pct_start * total_steps == 1:  # torch divides by zero on a warm-up of exactly one step
+        pct_start -= 1e-9  # a warm-up that ends where it starts: start at the peak
     return OneCycleLR(optimizer, max_lr=peak, total_steps=total_steps, pct_start=pct_start)
