@@ -33,13 +33,18 @@ def test_a_bad_setting_is_one_clear_line() -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_no_worker_behind_a_folder_others_can_open(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_no_worker_behind_a_folder_others_can_open_or_too_deep(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    run = tmp_path_factory.mktemp("run")  # a short path: a socket's is at most 107 bytes
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(run))
     assert client.socket_path().parent.stat().st_mode & 0o777 == 0o700
     client.socket_path().parent.chmod(0o755)
     assert client.socket_path() is None
+    deep = run / ("deep" * 20)
+    deep.mkdir()
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(deep))
+    assert client.socket_path() is None  # the stage runs in its own process
 
 
 def test_the_worker_key_follows_import_settings(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -126,6 +131,26 @@ def test_a_warm_stage_fails_as_a_fresh_one_does(
 
 
 @pytest.mark.slow
+def test_a_stage_that_crashes_leaves_the_worker_serving(
+    tmp_path: Path, warm: tuple[dict[str, str], Path]
+) -> None:
+    """An unexpected exception ends its stage as it ends a fresh process (the traceback, status
+    1) and nothing else: the worker's socket stays, and the next stage is served."""
+    env, log = warm
+    crash = (
+        "import sys; from mnist_pipeline.warm import client; "
+        "sys.exit(client.run_warm(client.socket_path(), 'mnist_pipeline.no_such_stage', [], 60))"
+    )
+    result = subprocess.run([sys.executable, "-c", crash], cwd=tmp_path, env=env,
+                            capture_output=True, text=True)  # fmt: skip
+    assert result.returncode == 1
+    assert "Traceback" in result.stderr and "No module named" in result.stderr
+    subprocess.run([*STAGE, "check"], cwd=tmp_path, env=env, capture_output=True, check=False)
+    served_modules = [module for module, _ in served(log)]
+    assert served_modules == ["mnist_pipeline.no_such_stage", "mnist_pipeline.check"]
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["Ctrl-C", "caller killed", "supervisor killed"])
 def test_a_warm_stage_stops_with_its_caller(
     workspace: Path, warm: tuple[dict[str, str], Path], how: str, request: pytest.FixtureRequest
@@ -164,14 +189,17 @@ def test_a_warm_stage_stops_with_its_caller(
 
 
 @pytest.mark.slow  # a worker importing torch
-def test_the_first_stage_waits_for_the_worker_it_starts(tmp_path: Path) -> None:
+def test_the_first_stage_waits_for_the_worker_it_starts(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
     """No worker up: the stage starts one and is run by it once it has imported, instead of
     importing everything a second time beside it; Ctrl-C meanwhile runs nothing."""
-    env = clean_env(XDG_RUNTIME_DIR=str(tmp_path), MNIST_PIPELINE_WARM="60")
+    run = tmp_path_factory.mktemp("run")  # a short path: a socket's is at most 107 bytes
+    env = clean_env(XDG_RUNTIME_DIR=str(run), MNIST_PIPELINE_WARM="60")
     waiting = subprocess.Popen([*STAGE, "check"], cwd=tmp_path, env=env, stderr=subprocess.PIPE,
                                text=True)  # fmt: skip
     deadline = time.monotonic() + 30
-    while not list(tmp_path.glob("*/*.sock")):
+    while not list(run.glob("*/*.sock")):
         assert time.monotonic() < deadline and waiting.poll() is None, "no worker was started"
         time.sleep(0.05)
     waiting.send_signal(signal.SIGINT)
@@ -183,7 +211,7 @@ def test_the_first_stage_waits_for_the_worker_it_starts(tmp_path: Path) -> None:
     # no params.yaml here: the check stage, once run, fails at once with one line
     result = subprocess.run([*STAGE, "check"], cwd=tmp_path, env=env, capture_output=True,
                             text=True, timeout=120)  # fmt: skip
-    (log,) = tmp_path.glob("*/*.log")
+    (log,) = run.glob("*/*.log")
     worker = int(re.search(r"worker (\d+): ready", log.read_text()).group(1))
     os.kill(worker, signal.SIGTERM)
     assert result.returncode == 1 and "params.yaml not found" in result.stderr

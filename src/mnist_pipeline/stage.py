@@ -19,8 +19,10 @@ from __future__ import annotations
 import atexit
 import os
 import runpy
+import signal
 import sys
 import threading
+import traceback
 from typing import NoReturn
 
 from mnist_pipeline.warm import client
@@ -44,13 +46,17 @@ def run_module(module: str, args: list[str]) -> NoReturn:
     """`python -m module *args`, ended as Python ends it, less the 2 s of tearing down torch's,
     Lightning's and MLflow's modules (measured): threads are joined, atexit handlers run (logging,
     MLflow, temporary files) and the streams flushed. A stage has closed every output by then
-    (they are written atomically). An unexpected exception is left to Python, traceback and all."""
+    (they are written atomically). It never returns: in the warm worker's fork, nothing after it
+    may run."""
     sys.argv = [module, *args]
     try:
         runpy.run_module(module, run_name="__main__", alter_sys=True)
         code: object = 0
     except SystemExit as end:
         code = end.code
+    except BaseException as error:  # as Python ends on one: its traceback, then 1 (130: Ctrl-C)
+        traceback.print_exception(error)
+        code = 128 + signal.SIGINT if isinstance(error, KeyboardInterrupt) else 1
     if not isinstance(code, int):  # `sys.exit("message")` or `sys.exit()`, as Python takes them
         if code is not None:
             print(code, file=sys.stderr)

@@ -36,6 +36,8 @@ IMPORT_SETTINGS = ("PYTHON", "OMP_", "MKL_", "KMP_", "CUDA_", "TORCH", "PYTORCH_
                    "MPL", "LD_", "MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK")  # fmt: skip
 UNDER_LAUNCHERS = ("TORCHELASTIC_RUN_ID", "SLURM_JOB_ID")
 LISTENS_WITHIN = 30  # seconds from a worker's start to its socket, on a busy machine
+STARTS_WITHIN = 300  # seconds from handing a stage over to its start: the worker's imports, loaded
+UNIX_PATH_MAX = 108  # bytes in a socket's path, its final NUL included (Linux's sockaddr_un)
 LAUNCHER_CODE = [Path(__file__).parents[1] / "stage.py", *Path(__file__).parent.glob("*.py")]
 
 
@@ -57,7 +59,8 @@ def import_settings() -> dict[str, str]:
 
 
 def socket_path() -> Path | None:
-    """This interpreter's worker socket, in a private folder; None if that folder is not private."""
+    """This interpreter's worker socket, in a private folder; None if that folder is not private
+    or the path is too long for a socket."""
     home = Path(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir())
     folder = home / f"mnist-pipeline-{os.getuid()}"
     with contextlib.suppress(FileExistsError):
@@ -72,7 +75,8 @@ def socket_path() -> Path | None:
     digest = hashlib.sha256(json.dumps(key).encode())
     for code in sorted(LAUNCHER_CODE):
         digest.update(code.read_bytes())
-    return folder / f"{digest.hexdigest()[:20]}.sock"
+    path = folder / f"{digest.hexdigest()[:20]}.sock"
+    return path if len(os.fsencode(path)) < UNIX_PATH_MAX else None  # a deep TMPDIR: run cold
 
 
 def run_warm(path: Path, module: str, args: list[str], idle: int) -> int | None:
@@ -106,7 +110,18 @@ def hand_over(conn: socket.socket, module: str, args: list[str]) -> int | None:
             streams = [fd if valid(fd) else null.fileno() for fd in (0, 1, 2)]
             socket.send_fds(conn, [struct.pack("!I", len(payload))], streams)
         conn.sendall(payload)
+        conn.settimeout(STARTS_WITHIN)  # a worker stuck in its imports must not stall the stage
         started = replies.readline()
+        conn.settimeout(None)
+    except TimeoutError:
+        print(
+            f"warning: the warm worker took no stage in {STARTS_WITHIN} s; running this one in "
+            "its own process (MNIST_PIPELINE_WARM=0 skips the worker).",
+            file=sys.stderr,
+        )
+        replies.close()
+        conn.close()  # so that the worker, when it gets to it, sees the caller gone
+        return None
     except OSError:
         started = ""
     except KeyboardInterrupt:  # while the worker imports: the stage has not started

@@ -17,6 +17,7 @@ import signal
 import socket
 import struct
 import sys
+import traceback
 from typing import NoReturn
 
 import setproctitle
@@ -72,7 +73,11 @@ def accept(server: socket.socket, lock: io.TextIOWrapper, idle: int) -> None:
         if struct.unpack("3i", creds)[1] == os.getuid() and os.fork() == 0:
             server.close()
             lock.close()
-            supervise(conn)
+            try:
+                supervise(conn)
+            except BaseException:  # a request cut off: to the worker's log
+                traceback.print_exc()
+            os._exit(1)  # never back into this loop, nor into serve's clean-up
         conn.close()
 
 
@@ -176,3 +181,4 @@ def text_stream(
 
 if __name__ == "__main__":
     serve(int(sys.argv[1]))
+    os._exit(0)  # the lock goes now, not after 2 s of tearing torch down: a new worker may start
