@@ -82,8 +82,13 @@ def socket_path() -> Path | None:
 def run_warm(path: Path, module: str, args: list[str], idle: int) -> int | None:
     """The stage run by the worker, started first if none is up: its exit status, or None if no
     worker took it (the caller runs the stage itself)."""
-    conn = connect(path) or start_worker(path, idle)
-    return hand_over(conn, module, args) if conn else None
+    try:
+        conn = connect(path) or start_worker(path, idle)
+        return hand_over(conn, module, args) if conn else None
+    except KeyboardInterrupt:  # while the worker starts or imports: the stage has not started
+        stage = module.rsplit(".", 1)[1]
+        print(f"error: {stage} interrupted (Ctrl-C) before it started.", file=sys.stderr)
+        return 128 + signal.SIGINT
 
 
 def connect(path: Path) -> socket.socket | None:
@@ -124,10 +129,6 @@ def hand_over(conn: socket.socket, module: str, args: list[str]) -> int | None:
         return None
     except OSError:
         started = ""
-    except KeyboardInterrupt:  # while the worker imports: the stage has not started
-        stage = module.rsplit(".", 1)[1]
-        print(f"error: {stage} interrupted (Ctrl-C) before it started.", file=sys.stderr)
-        return 128 + signal.SIGINT
     if not started:
         return None  # the worker ended (idle, or CUDA) before forking: the caller runs the stage
     pid = json.loads(started)["pid"]
