@@ -34,7 +34,7 @@ def main(argv: list[str]) -> NoReturn:
     if not argv or argv[0] not in STAGES:
         raise SystemExit(f"usage: python -m mnist_pipeline.stage {{{','.join(STAGES)}}} [ARGS]")
     module = f"mnist_pipeline.{argv[0]}"
-    idle, path = client.idle_seconds(), None
+    idle = client.idle_seconds()
     if idle and (path := client.socket_path()):
         code = client.run_warm(path, module, argv[1:], idle)
         if code is not None:

@@ -78,7 +78,8 @@ def mistakes(
     plt = _pyplot()
     wrong = [i for i, (y, p) in enumerate(zip(labels, predicted, strict=True)) if y != p]
     worst = sorted(wrong, key=lambda i: -confidence[i])[:count]
-    cols, rows = 8, max(1, -(-len(worst) // 8))
+    cols = 8
+    rows = max(1, -(-len(worst) // cols))
     side, label, gap = images.shape[-1], 10, 3  # pixels: a digit, the label above it, between
     cells = np.full((max(1, len(worst)), label + side, side), 255, dtype=np.uint8)
     cells[: len(worst), label:] = 255 - images[worst]  # dark ink on white
