@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Time to 99% on a GPU, in one go (a few minutes on an H200): the speed recipe through the train
-# stage's own code, warm, five seeds, with and without cuDNN autotuning; then a cold `dvc exp run`
-# (new processes: CUDA start-up, imports, tracking, evaluate included) and one by the warm worker.
+# stage's own code, warm, five seeds, with and without cuDNN autotuning; then a whole `dvc exp run`
+# (its stages' start-up, CUDA's included, tracking and evaluate).
 #
 #   MNIST_MIRROR=file:///path/to/mnist bash benchmarks/gpu_time_to_99.sh
 #
@@ -17,10 +17,10 @@ dvc repro preprocess >/dev/null  # data/processed, from MNIST_MIRROR
 python benchmarks/time_to_99.py trainer=gpu experiment=fast --seeds 5
 python benchmarks/time_to_99.py trainer=gpu experiment=fast trainer.benchmark=false --seeds 5
 
-timed_exp() {  # one `dvc exp run` of the recipe: $1 a label, $2 the warm-worker setting, $3 a seed
+timed_exp() {  # one `dvc exp run` of the recipe: $1 a label, $2 a seed
   local start end
   start=$(date +%s.%N)
-  MNIST_PIPELINE_WARM=$2 dvc exp run -S trainer=gpu -S experiment=fast -S seed="$3" >/dev/null
+  dvc exp run -S trainer=gpu -S experiment=fast -S seed="$2" >/dev/null
   end=$(date +%s.%N)
   python - "$1" "$start" "$end" <<'PY'
 import json, sys
@@ -33,6 +33,4 @@ print(f"dvc exp run -S trainer=gpu -S experiment=fast, {sys.argv[1]}: {wall:.1f}
       f"fit {fit:.2f} s, test acc {acc:.4f}")
 PY
 }
-timed_exp "cold (every stage a new process: imports, CUDA start-up)" 0 11
-python -m mnist_pipeline.stage check >/dev/null  # starts the stages' warm worker, and waits for it
-timed_exp "warm worker (each stage a fork: CUDA start-up still its own)" 600 12
+timed_exp "every stage a new process (imports, CUDA start-up)" 11

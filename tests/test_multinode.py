@@ -30,7 +30,7 @@ from synthetic import write_processed
 from workspace import REPO, clean_env
 
 N_TRAIN, N_VAL = 256, 61  # 128 per process, 4 steps of 32; validation split 31 + 30
-TRAIN_STAGE = ["mnist_pipeline.stage", "train", "--params", "params.yaml"]  # dvc.yaml's train cmd
+TRAIN_STAGE = ["mnist_pipeline.train", "--params", "params.yaml"]  # dvc.yaml's train cmd
 HANG = 240  # s: a run still going after this is taken as hung (gloo itself waits 30 minutes)
 TWO_NODES = [
     "trainer=ddp_cpu",
@@ -239,9 +239,13 @@ def test_the_sbatch_script_runs_the_train_stage_under_srun() -> None:
 
     script = REPO / "cluster" / "train.sbatch"
     subprocess.run(["bash", "-n", script], check=True)
-    stage = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["train"]["cmd"]
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    # The commands as dvc.yaml gives them, with PYTHONPATH exported once for srun.
+    stage, evaluate = (
+        stages[n]["cmd"].removeprefix("PYTHONPATH=src ") for n in ["train", "evaluate"]
+    )
     text = script.read_text()
-    assert f"srun --kill-on-bad-exit=1 {stage}\n" in text
+    assert text.index("export PYTHONPATH=src") < text.index(f"srun --kill-on-bad-exit=1 {stage}\n")
     assert "trainer.num_nodes=${SLURM_NNODES}" in text
     assert "trainer.devices=${SLURM_NTASKS_PER_NODE}" in text
-    assert text.index(stage) < text.index("python -m mnist_pipeline.stage evaluate")
+    assert text.index(stage) < text.index(f"\n{evaluate}\n")

@@ -75,8 +75,14 @@ def test_huge_stride_names_the_knob():
 
 
 def test_stride_below_one_is_refused():
-    with pytest.raises(ValueError, match=r"model\.stride=0 must be at least 1"):
+    with pytest.raises(ValueError, match=r"model\.stride=0 must be a whole number of pixels"):
         ConvNet(stride=0)
+
+
+@pytest.mark.parametrize("kernel_size", [0, -3, 2.5, True])
+def test_kernel_size_names_the_knob_and_its_values(kernel_size):
+    with pytest.raises(ValueError, match=r"model\.kernel_size=.* at least 1 \(the side of each"):
+        ConvNet(kernel_size=kernel_size)
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ Both tests widen the race between choosing the champion and moving the alias wit
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
+import yaml
 
 from mnist_pipeline.tracking.registry import PAUSE_ENV, REGISTERED_MODEL
 from pipeline_repo import client_for, make_repo, run, run_queue, runs_in_store
@@ -22,6 +24,15 @@ from stores import fresh_store
 from workspace import clean_env, commit
 
 pytestmark = pytest.mark.slow
+
+# Appended to the test repo's tags.py before queueing: every run it makes carries the tag `code`.
+CODE_TAG = """
+_run_tags = run_tags
+
+
+def run_tags(cfg):  # noqa: F811
+    return {**_run_tags(cfg), "code": "as queued"}
+"""
 
 # One evaluate's promotion: log the test accuracy as evaluate does, then apply the champion rule.
 # Imported and ready before the start signal, then started `delay` seconds after it.
@@ -79,18 +90,29 @@ def test_concurrent_promotions_leave_the_best_as_champion(
 def test_queued_grid_on_two_workers_lands_whole_and_crowns_the_best(
     tmp_path: Path, http_mirror: str
 ) -> None:
-    """`dvc queue start -j 2`: two workers train and evaluate at once into one SQLite store."""
+    """`dvc queue start -j 2`: two workers train and evaluate at once into one SQLite store.
+
+    Each runs the code it was queued with, the code its dvc.lock hashes: not the code the venv's
+    editable install points at (this checkout's, without the tag), nor an edit made in the
+    workspace after queueing."""
     root, env = make_repo(tmp_path, http_mirror)
-    run(["dvc", "repro", "preprocess"], root, env)
-    commit(root, env, "data ready")
+    tags = root / "src" / "mnist_pipeline" / "tracking" / "tags.py"
+    tags.write_text(tags.read_text() + CODE_TAG)
+    run(["dvc", "repro"], root, env)  # for the code hashes in dvc.lock
+    commit(root, env, "pipeline ran")
+    baseline = yaml.safe_load((root / "dvc.lock").read_text())["stages"]["train"]["deps"]
+    (root / "mlflow.db").unlink()  # the two queued runs alone in the store
+    shutil.rmtree(root / "mlruns")
 
     grid = ["-S", "optimizer.lr=0.000001,0.003", "-S", "trainer.max_epochs=1"]
     run(["dvc", "exp", "run", "--queue", *grid], root, env)
+    tags.write_text(tags.read_text().replace("as queued", "edited after queueing"))
     status = run_queue(root, env | {PAUSE_ENV: "5"}, seconds=400)
     assert status.count("Success") == 2, status
 
     client = client_for(root)
     runs = runs_in_store(client)
+    assert [r.data.tags.get("code") for r in runs] == ["as queued"] * 2
     assert sorted(r.data.params["optimizer.lr"] for r in runs) == ["0.003", "1e-06"]
     varied = {r.data.params["optimizer.lr"]: r.data.tags["varied"] for r in runs}
     assert varied == {"1e-06": "optimizer.lr,trainer.max_epochs", "0.003": "trainer.max_epochs"}
@@ -109,6 +131,13 @@ def test_queued_grid_on_two_workers_lands_whole_and_crowns_the_best(
     assert champion.run_id == better.info.run_id
 
     shown = json.loads(run(["dvc", "exp", "show", "--json"], root, env).stdout)
+    code = {d["path"]: d["md5"] for d in baseline if d["path"].startswith("src/")}
+    for rev in shown:
+        for exp in rev.get("experiments") or []:
+            ref = exp["revs"][0]["rev"]
+            lock = yaml.safe_load(run(["git", "show", f"{ref}:dvc.lock"], root, env).stdout)
+            deps = lock["stages"]["train"]["deps"]
+            assert {d["path"]: d["md5"] for d in deps if d["path"] in code} == code
     accs = sorted(
         exp["revs"][0]["data"]["metrics"]["reports/metrics.json"]["data"]["test"]["acc"]
         for rev in shown

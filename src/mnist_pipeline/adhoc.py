@@ -17,12 +17,13 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from mnist_pipeline import evaluate as evaluation
+from mnist_pipeline import train as training
+from mnist_pipeline.cli import reported
 from mnist_pipeline.config import CONF_DIR
-from mnist_pipeline.evaluate import evaluate
 from mnist_pipeline.paths import PROCESSED_DIR, Outputs
 from mnist_pipeline.preflight import check_training
 from mnist_pipeline.tracking.sweep import OBJECTIVE
-from mnist_pipeline.train import train
 
 # Output folders end in a random suffix: two runs started in the same second stay apart.
 OmegaConf.register_new_resolver("uniq", lambda: secrets.token_hex(3), use_cache=True, replace=True)
@@ -32,13 +33,17 @@ OmegaConf.register_new_resolver("uniq", lambda: secrets.token_hex(3), use_cache=
 def main(cfg: DictConfig) -> float | None:
     """Train, then evaluate; returns what a sweeper optimizes (`sweep.OBJECTIVE`, the saved
     model's validation accuracy), or None on DDP's extra processes, where rank 0 alone
-    evaluates."""
-    out = Outputs.under(Path(HydraConfig.get().runtime.output_dir))
-    check_training(cfg, PROCESSED_DIR)
-    if not train(cfg, out):
-        return None
-    evaluate(cfg, out)
-    return objective(out)
+    evaluates. A failure the stages report in one paragraph is reported here the same way."""
+    with reported("train", EXPECTED, "Start the run again."):
+        out = Outputs.under(Path(HydraConfig.get().runtime.output_dir))
+        check_training(cfg, PROCESSED_DIR)
+        if not training.train(cfg, out):
+            return None
+        evaluation.evaluate(cfg, out)
+        return objective(out)
+
+
+EXPECTED = (*training.EXPECTED, *evaluation.EXPECTED)
 
 
 def objective(out: Outputs) -> float:

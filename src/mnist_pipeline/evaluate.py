@@ -87,6 +87,9 @@ def main() -> None:
     params.check("the reports just written")
 
 
+# What an evaluation can refuse: each is one paragraph for the user, never a traceback.
+EXPECTED = (ConfigError, FileNotFoundError, splits.DataError, model_file.CheckpointError)
+EXPECTED += (TrackingError,)
+
 if __name__ == "__main__":
-    expected = (ConfigError, FileNotFoundError, splits.DataError, model_file.CheckpointError)
-    run_stage(main, *expected, TrackingError)
+    run_stage(main, *EXPECTED)

@@ -1,10 +1,9 @@
 """Refuse a bad config or missing data before any run opens or any work starts, naming the key.
 
-`check_all` is what the `check` stage runs before any stage that writes: DVC deletes a stage's
-outputs before running it, so a config error found inside `train` would already have cost the last
-good model. The stages run their own part again (`check_download`, `check_split`,
-`check_training`), for runs outside DVC. This module imports no other module of the package: the
-download stage imports it, and should not rerun when the model code changes.
+Each stage runs its own part (`check_download`, `check_split`, `check_training`) before it
+replaces any output; `check_all` (`python -m mnist_pipeline.check`) runs every part and names
+every problem at once. This module imports no other module of the package: the download stage
+imports it, and should not rerun when the model code changes.
 """
 
 from __future__ import annotations
@@ -73,14 +72,17 @@ def check_tracking(cfg: DictConfig) -> None:
 
 def check_model(cfg: DictConfig) -> None:
     """Build the model, its optimizer and its schedule, and run the model on a dummy batch: a
-    combination that builds but cannot compute (`model.kernel_size=0`) fails here, not in the
-    first step of a run. A bad model raises Hydra's InstantiationException, as training would."""
+    combination that builds but cannot compute fails here, not in the first step of a run."""
     import torch  # here, not at the top: the download stage checks its settings without torch
     from hydra.utils import instantiate
 
     with warnings.catch_warnings():  # torch's notes on odd layers ("zero-element tensors")
         warnings.simplefilter("ignore", UserWarning)
-        model = instantiate(cfg.model)
+        try:
+            model = instantiate(cfg.model)
+        except Exception as e:  # the networks name their knob (`model.kernel_size=0 must ...`)
+            text = cause(e)
+            raise ConfigError(text if text.startswith("model.") else f"model: {text}") from e
     try:
         with torch.no_grad():
             logits = model(torch.zeros(2, 1, 28, 28))
@@ -160,7 +162,7 @@ def check_all(cfg: DictConfig, checks: dict[str, Callable[[DictConfig], None]] =
     if problems:
         found = "; ".join(p.rstrip(".") for p in problems.values())
         raise ConfigError(
-            f"params.yaml is refused before any stage runs, so no output is touched: {found}. "
+            f"params.yaml is refused: {found}. "
             "Fix the value (`dvc exp run -S key=value`, or conf/ and `make params`) and run again."
         )
 

@@ -21,7 +21,7 @@ from omegaconf import DictConfig
 
 from mnist_pipeline.cli import run_stage
 from mnist_pipeline.data import splits
-from mnist_pipeline.params_guard import ParamsSnapshot
+from mnist_pipeline.params_guard import ParamsSnapshot, check_baseline
 from mnist_pipeline.paths import PIPELINE, PROCESSED_DIR, Outputs
 from mnist_pipeline.preflight import ConfigError, check_training
 from mnist_pipeline.tracking.epochs import EpochMetrics
@@ -69,24 +69,29 @@ def train(
 
 
 def stage() -> None:
-    """The DVC stage: everything checked before any run opens; params.yaml checked unchanged
-    before the outputs are written and again at the end (two `dvc exp run` in one workspace)."""
+    """The DVC stage: everything checked before any run opens or any output is replaced (DVC keeps
+    the last good ones in place: `persist` in dvc.yaml); params.yaml checked unchanged before the
+    outputs are written and again at the end (two `dvc exp run` in one workspace)."""
     args = sys.argv[1:]
     given = args[args.index("--params") + 1 :][:1]
     if not given or given[0].startswith("-"):
         raise ConfigError(
             "--params needs the params file: `python -m mnist_pipeline.train --params params.yaml`"
         )
+    check_baseline()  # under `dvc exp run`: refuse to drop hand edits of params.yaml
     params = ParamsSnapshot.read(given[0])
     check_training(params.config, PROCESSED_DIR)
     train(params.config, before_save=lambda: params.check("the model about to be saved"))
     params.check("the model and curves just saved")
 
 
+# What a training can refuse: each is one paragraph for the user, never a traceback.
+EXPECTED = (InstantiationException, FileNotFoundError, ConfigError, FloatingPointError)
+EXPECTED += (splits.DataError, TrackingError)
+
 if __name__ == "__main__":
     if "--params" in sys.argv:
-        expected = (InstantiationException, FileNotFoundError, ConfigError, FloatingPointError)
-        run_stage(stage, *expected, splits.DataError, TrackingError)
+        run_stage(stage, *EXPECTED)
     else:  # an ad-hoc run or sweep, never part of the DVC stage. Run by name, not imported:
         # `adhoc` imports this module's recipe, and the train stage must not depend on its code.
         runpy.run_module("mnist_pipeline.adhoc", run_name="__main__", alter_sys=True)

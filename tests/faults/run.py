@@ -205,7 +205,7 @@ def main() -> None:
             (ws.root / "params.yaml").read_text().replace("seed: 42", "seed: 43")
         )
         watcher = kill_when(
-            ws.root / ".checkpoints/train/last.ckpt", "mnist_pipeline.stage train --params", ws.root
+            ws.root / ".checkpoints/train/last.ckpt", "mnist_pipeline.train --params", ws.root
         )
         rc1, out1, took1 = ws.run("dvc", "repro")
         watcher.set()

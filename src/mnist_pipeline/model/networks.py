@@ -23,6 +23,10 @@ NUM_CLASSES = 10
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU}
 POOLS: dict[str, type[nn.Module]] = {"max": nn.MaxPool2d, "avg": nn.AvgPool2d}
 T = TypeVar("T")
+KNOBS = {
+    "kernel_size": "the side of each square filter: 3 and 5 are usual",
+    "stride": "how far each filter moves between positions: 1 keeps every position",
+}
 
 
 def choose(table: dict[str, T], value: str, knob: str) -> T:
@@ -104,8 +108,12 @@ class ConvNet(nn.Sequential):
         augment_shift: float = 0.0,
         augment_stroke: float = 0.0,
     ) -> None:
-        if stride < 1:
-            raise ValueError(f"model.stride={stride} must be at least 1")
+        for knob, value in {"kernel_size": kernel_size, "stride": stride}.items():
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(
+                    f"model.{knob}={value!r} must be a whole number of pixels, at least 1 "
+                    f"({KNOBS[knob]})"
+                )
         act, pool_cls = choose(ACTIVATIONS, activation, "activation"), choose(POOLS, pool, "pool")
         paddings = per_layer(padding, len(channels), "padding")
         pool_sizes = per_layer(pool_size, len(channels), "pool_size")

@@ -25,9 +25,10 @@ from hydra.types import RunMode
 from mlflow.entities import Metric, Param, RunTag
 from omegaconf import DictConfig
 
+from mnist_pipeline.cli import reported
 from mnist_pipeline.paths import Outputs
 from mnist_pipeline.redact import redact
-from mnist_pipeline.tracking.store import connect
+from mnist_pipeline.tracking.store import TrackingError, connect
 
 PARENT_ENV = "MNIST_SWEEP_PARENT_RUN"  # the parent run's id, for the sweep's jobs
 # What a sweep optimizes (adhoc.py returns it): the validation accuracy of the saved model. Not
@@ -38,7 +39,8 @@ RESULTS = "optimization_results.yaml"  # written by the Optuna sweeper into the 
 
 class MLflowParentRun(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        connect(config.tracking)
+        with reported("sweep", (TrackingError,), "Start the sweep again."):
+            connect(config.tracking)
         sweep = Path(config.hydra.sweep.dir).name
         overrides = redact(" ".join(config.hydra.overrides.task))  # `tracking.uri=` has tokens
         choices = config.hydra.runtime.choices
