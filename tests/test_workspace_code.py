@@ -54,3 +54,17 @@ def test_another_checkouts_code_is_refused_naming_both(
     assert len(errors) == 1, result.stderr
     assert str(second_clone / "src" / "mnist_pipeline") in errors[0]
     assert str(REPO / "src" / "mnist_pipeline") in errors[0]
+
+
+def test_a_command_runs_with_the_garbage_collector_on() -> None:
+    """train and evaluate import with it off (cli.reported); their work runs with it on."""
+    import gc
+
+    from mnist_pipeline.cli import reported
+
+    gc.disable()
+    try:
+        with reported("train", (), ""):
+            assert gc.isenabled()
+    finally:
+        gc.enable()

@@ -172,7 +172,14 @@ def check_workspace_code(cwd: Path | None = None) -> None:
 def reported(stage: str, expected: tuple[type[BaseException], ...], again: str) -> Iterator[None]:
     """An expected failure prints one clear paragraph and exits 1, an interrupt one line and 130
     (Ctrl-C) or 143 (SIGTERM); no traceback, no credential. `again` says how to go on after an
-    interrupt. Stages, ad-hoc runs and sweeps all end this way."""
+    interrupt. Stages, ad-hoc runs and sweeps all end this way.
+
+    The heavy commands (train, evaluate) import torch, Lightning and MLflow with the garbage
+    collector off: imports make next to no garbage, and its passes over their growing heap cost
+    a second of train's start. It is back on from here, with what the imports made frozen (it
+    lives until exit, so no pass need scan it again)."""
+    gc.freeze()
+    gc.enable()
     try:
         check_workspace_code()
         yield

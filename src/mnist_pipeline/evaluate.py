@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import gc
+
+if __name__ == "__main__":  # as a command: no garbage collection while importing (cli.reported)
+    gc.disable()
+
 from pathlib import Path
 
 import mlflow

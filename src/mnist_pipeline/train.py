@@ -11,6 +11,11 @@ reports/. Both run the recipe below and track to MLflow the same way.
 
 from __future__ import annotations
 
+import gc
+
+if __name__ == "__main__":  # as a command: no garbage collection while importing (cli.reported)
+    gc.disable()
+
 import runpy
 import sys
 from collections.abc import Callable
