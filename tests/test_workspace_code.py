@@ -18,8 +18,11 @@ def second_clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def python(root: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`python ARGS` in `root`, with PYTHONPATH only if given: the venv's editable install alone
+    points at this checkout."""
+    environment = {k: v for k, v in clean_env(**env).items() if k != "PYTHONPATH" or env}
     return subprocess.run(
-        [sys.executable, *args], cwd=root, env=clean_env(**env), capture_output=True, text=True
+        [sys.executable, *args], cwd=root, env=environment, capture_output=True, text=True
     )
 
 

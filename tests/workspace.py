@@ -13,7 +13,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 def clean_env(**extra: str) -> dict[str, str]:
     """This environment without MLflow/DVC settings or MNIST_MIRROR: the venv first on PATH,
-    analytics and telemetry off, a git identity for commits."""
+    analytics and telemetry off, a git identity for commits, and `PYTHONPATH=src`: a command run
+    in a copy of the repo runs the copy's code, as dvc.yaml's stages do (the venv's editable
+    install points at this checkout, which cli.check_workspace_code refuses there)."""
     env = {
         k: v
         for k, v in os.environ.items()
@@ -23,6 +25,7 @@ def clean_env(**extra: str) -> dict[str, str]:
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}",
         "DVC_NO_ANALYTICS": "1",
         "MLFLOW_DISABLE_TELEMETRY": "true",
+        "PYTHONPATH": "src",
         "GIT_AUTHOR_NAME": "test",
         "GIT_AUTHOR_EMAIL": "test@example.com",
         "GIT_COMMITTER_NAME": "test",

@@ -180,6 +180,9 @@ def reported(stage: str, expected: tuple[type[BaseException], ...], again: str) 
     lives until exit, so no pass need scan it again)."""
     gc.freeze()
     gc.enable()
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:  # unless someone handles it already
+        with contextlib.suppress(ValueError):  # only the main thread may; a launcher's job may not
+            signal.signal(signal.SIGTERM, raise_terminated)
     try:
         check_workspace_code()
         yield
@@ -206,8 +209,6 @@ def run_stage(main: Callable[[], None], *expected: type[BaseException]) -> None:
     stage = os.path.splitext(os.path.basename(sys.argv[0]))[0]
     log.debug("%s: starting in %s (python %s)", stage, os.getcwd(), sys.version.split()[0])
     started = time.perf_counter()
-    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:  # unless someone handles it already
-        signal.signal(signal.SIGTERM, raise_terminated)
     again = "Run `dvc repro` again to go on (a training resumes from its last epoch)."
     with contextlib.ExitStack() as quiet, reported(stage, expected, again):
         if level >= logging.WARNING:  # no progress output either: prints, progress bars
