@@ -70,4 +70,5 @@ def test_a_command_runs_with_the_garbage_collector_on() -> None:
         with reported("train", (), ""):
             assert gc.isenabled()
     finally:
+        gc.unfreeze()  # what `reported` froze: this test process's objects
         gc.enable()
