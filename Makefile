@@ -7,14 +7,14 @@ PORT   ?= 5000
 HOST   := 127.0.0.1
 BIN    := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
-# Private by default (README, Privacy): no DVC analytics, no MLflow usage telemetry, unless the
-# environment says otherwise (MLFLOW_DISABLE_TELEMETRY=false, DVC_NO_ANALYTICS= ).
+# Private by default (docs/troubleshooting.md, Privacy): no DVC analytics, no MLflow usage
+# telemetry, unless the environment says otherwise (MLFLOW_DISABLE_TELEMETRY=false, DVC_NO_ANALYTICS= ).
 MLFLOW_DISABLE_TELEMETRY ?= true
 DVC_NO_ANALYTICS ?= 1
 export MLFLOW_DISABLE_TELEMETRY DVC_NO_ANALYTICS
 
 .DEFAULT_GOAL := help
-.PHONY: help install params repro test test-slow lint ui serve demo server push pull bench bench-loop faults clean
+.PHONY: help install params repro test test-slow lint docs docs-build ui serve demo server push pull bench bench-loop faults clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -46,6 +46,14 @@ lint: install ## Check style with ruff
 	ruff check src tests benchmarks
 	ruff format --check src tests benchmarks
 
+# The documentation site (mkdocs.yml, docs/). Material's notice about its successor is left out.
+DOCS_PORT ?= 8001
+docs: install ## The documentation as a site on 127.0.0.1:8001 (DOCS_PORT=), rebuilt as you edit
+	NO_MKDOCS_2_WARNING=1 mkdocs serve --dev-addr 127.0.0.1:$(DOCS_PORT)
+
+docs-build: install ## Build the site into site/, failing on a broken link or a page left out (CI)
+	NO_MKDOCS_2_WARNING=1 mkdocs build --strict
+
 bench: install ## Experiment turnaround, and make repro on a fresh clone (make repro first; MNIST_MIRROR)
 	python benchmarks/turnaround.py
 	python benchmarks/fresh_setup.py
@@ -62,7 +70,7 @@ ui: install ## MLflow UI on 127.0.0.1 (PORT=5000) over the project's tracking st
 		--backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port $(PORT)
 
 serve: install ## The registry's champion over REST on 127.0.0.1 (PORT=5000): POST images or pixels
-	@echo "POST to http://127.0.0.1:$(PORT)/invocations (README: Predict)"
+	@echo "POST to http://127.0.0.1:$(PORT)/invocations (docs/model.md)"
 	MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlflow.db} exec mlflow models serve \
 		-m models:/mnist-classifier@champion --env-manager local --host 127.0.0.1 --port $(PORT)
 
@@ -93,4 +101,4 @@ pull: install ## dvc pull from the team's remote, saying what to do if it fails
 
 clean: ## Remove pipeline outputs and caches (keeps .venv and mlflow.db)
 	rm -rf data/raw data/processed models/model.pt reports/*.png .checkpoints outputs multirun \
-		.pytest_cache .ruff_cache
+		.pytest_cache .ruff_cache site

@@ -52,7 +52,7 @@ def main() -> None:
     parser.add_argument("--compare-pip", action="store_true", help="also time pip alone")
     args = parser.parse_args()
     if "MNIST_MIRROR" not in os.environ:
-        sys.exit("set MNIST_MIRROR to the MNIST mirror (README: the pipeline), as for make repro")
+        sys.exit("set MNIST_MIRROR to the MNIST mirror (README), as for make repro")
     with tempfile.TemporaryDirectory(prefix="fresh-setup-") as tmp:
         root = Path(tmp) / "clone"
         subprocess.run(["git", "clone", "-q", str(REPO), str(root)], check=True)

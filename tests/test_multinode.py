@@ -1,6 +1,6 @@
 """Training on several machines: two "nodes" on 127.0.0.1, each one CPU process, over gloo.
 
-The train stage runs as README "On a cluster" says: under `torchrun` (c10d rendezvous), and under
+The train stage runs as docs/cluster.md says: under `torchrun` (c10d rendezvous), and under
 SLURM (two plain processes given the variables `srun` sets). Only global rank 0 tracks and writes;
 evaluate then runs once. Tiny synthetic data with an odd number of validation examples (61), so a
 validation that dropped or padded one would not match the single-process evaluation.
@@ -80,7 +80,7 @@ def tail(logs: list[Path]) -> str:
 
 
 def torchrun(root: Path, env: dict[str, str]) -> list[str]:
-    """README's torchrun recipe, once per node: the same command, the rendezvous on node 0."""
+    """docs/cluster.md's torchrun recipe, once per node: one command, the rendezvous on node 0."""
     endpoint = f"127.0.0.1:{free_port()}"
     command = ["torchrun", "--nnodes", "2", "--nproc-per-node", "1", "--rdzv-backend", "c10d"]
     command += ["--rdzv-endpoint", endpoint, "-m", *TRAIN_STAGE]

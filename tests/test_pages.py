@@ -110,7 +110,7 @@ def test_connect_marks_the_experiment_as_model_training(store: Store) -> None:
 
 @pytest.mark.slow
 def test_mlflow_ui_link_shows_the_training_runs(store: Store, tmp_path: Path) -> None:
-    """The experiment's page as the README gives it (in the UI's "Model training" view)."""
+    """The experiment's page as docs/tracking.md gives it (in the UI's "Model training" view)."""
     url = f"{store.uri}/#/experiments/{store.experiment_id}?workflowType=machine_learning"
     dom = render(url, tmp_path, screenshot="mlflow_ui.png")
     assert shows_training_runs(dom, store.run_name), dom[-3000:]
@@ -122,7 +122,7 @@ def test_mlflow_ui_link_shows_the_training_runs(store: Store, tmp_path: Path) ->
     raises=AssertionError,
     reason="MLflow 3.17's UI opens every experiment in the view its GenAI / Model training switch "
     "holds (GenAI until a user picks the other), whatever the experiment's kind tag. If this "
-    "passes, MLflow follows the tag: drop the ?workflowType= advice from the README.",
+    "passes, MLflow follows the tag: drop the ?workflowType= advice from docs/tracking.md.",
 )
 def test_mlflow_ui_opens_the_experiment_on_its_runs(store: Store, tmp_path: Path) -> None:
     dom = render(f"{store.uri}/#/experiments/{store.experiment_id}", tmp_path)

@@ -1,7 +1,7 @@
 """A team's flow through a DVC remote, for real: two clones of one bare git repo, one runs the
 pipeline and pushes, the other pulls and has nothing left to run. Against the remote the repo
 ships (a folder beside the clone) and against an S3-compatible server (moto) on 127.0.0.1, set up
-with the README's `dvc remote modify --local` lines; then one experiment by `dvc exp push`/`pull`,
+with docs/team.md's `dvc remote modify --local` lines; then one experiment by `dvc exp push`/`pull`,
 and remotes that refuse, cannot be reached or lack an object.
 """
 
@@ -46,7 +46,7 @@ def sync(root: Path, env: dict[str, str], *args: str) -> subprocess.CompletedPro
 
 
 def use_s3(root: Path, env: dict[str, str], s3: S3, remote: str = "storage") -> None:
-    """The README's recipe: the shipped remote pointed at a bucket, in .dvc/config.local."""
+    """docs/team.md's recipe: the shipped remote pointed at a bucket, in .dvc/config.local."""
     for key, value in [
         ("url", f"s3://{s3.bucket}/mnist-pipeline"),
         ("endpointurl", s3.endpoint),  # S3-compatible stores only; AWS needs none

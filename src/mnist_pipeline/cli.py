@@ -30,7 +30,7 @@ FORMAT = "%(levelname)s %(name)s: %(message)s"
 
 
 def keep_private() -> None:
-    """No usage telemetry from MLflow unless the user asks for it (README, Privacy).
+    """No usage telemetry from MLflow unless the user asks for it (docs: Privacy).
 
     MLflow reads MLFLOW_DISABLE_TELEMETRY when `import mlflow` builds its telemetry client. Every
     stage imports this module before any of its own, and so before mlflow, except where a stage
@@ -175,9 +175,9 @@ def reported(stage: str, expected: tuple[type[BaseException], ...], again: str) 
     interrupt. Stages, ad-hoc runs and sweeps all end this way.
 
     The heavy commands (train, evaluate) import torch, Lightning and MLflow with the garbage
-    collector off: imports make next to no garbage, and its passes over their growing heap cost
-    a second of train's start. It is back on from here, with what the imports made frozen (it
-    lives until exit, so no pass need scan it again)."""
+    collector off: imports make next to no garbage, and its passes over their growing heap are a
+    fifth of train's start (docs/results.md). It is back on from here, with what the imports
+    made frozen (it lives until exit, so no pass need scan it again)."""
     gc.freeze()
     gc.enable()
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:  # unless someone handles it already
@@ -218,5 +218,5 @@ def run_stage(main: Callable[[], None], *expected: type[BaseException]) -> None:
         main()
     log.debug("%s: done in %.1f s", stage, time.perf_counter() - started)
     # What is left lives until exit: exempt it from the garbage collector, whose passes over
-    # torch's, Lightning's and MLflow's objects are most of Python's exit (1.4 s of train's).
+    # torch's, Lightning's and MLflow's objects are most of Python's exit (docs/results.md).
     gc.freeze()

@@ -154,7 +154,7 @@ def registered(uri: str, must_exist: bool) -> Logits:
     network the served model runs, behind the same preprocessing (this package's), without
     downloading and running the code stored with it (half the start-up time).
     """
-    import mlflow.artifacts  # 1-2 s: only when a registered model is used
+    import mlflow.artifacts  # a slow import: only when a registered model is used
 
     from mnist_pipeline.tracking.store import tracking_uri
 

@@ -2,8 +2,8 @@
 
 Slicing whole batches out of one in-memory tensor replaces a `DataLoader` over a `TensorDataset`,
 whose per-sample indexing and collation cost more than a LeNet-5 step on a CPU. The images stay
-uint8 and each batch is normalised as it is sliced: the training split as float32 would hold
-172 MB more (and twice that while being converted), for arithmetic that costs nothing per batch.
+uint8 and each batch is normalised as it is sliced: the training split as float32 would hold four
+times the memory (and more while being converted), for arithmetic that costs nothing per batch.
 """
 
 from __future__ import annotations

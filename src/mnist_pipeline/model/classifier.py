@@ -1,13 +1,13 @@
 """The Lightning module: any `nn.Module` classifier trained with cross-entropy.
 
-A LeNet-5 step is short (about 9 ms on 2 CPU cores, under 3 ms on a GPU), so every step here does
-only what a hand-written loop would:
+A LeNet-5 step is short, so every step here does only what a hand-written loop would (the
+figures are in docs/results.md, "Speed"):
 - The optimization is written out (Lightning's manual optimization). Automatic optimization wraps
   each step in a closure, divides the loss by the accumulation factor and keeps a detached copy of
-  it: about 0.15 ms of Python and three extra GPU kernels a step.
+  it: Python and extra GPU kernels on every step.
 - Metrics are per epoch. The training loss is summed on the device and handed to `self.log` once,
-  on the epoch's last batch: each `self.log` call costs about 1 ms of Lightning bookkeeping, and no
-  step should pay for a host sync.
+  on the epoch's last batch: each `self.log` call costs Lightning bookkeeping comparable to a
+  LeNet-5 convolution, and no step should pay for a host sync.
 
 Under DDP the sums are added up over all processes (`strategy.reduce`) before they are divided:
 every process then sees the same mean training loss, so all of them stop together on a NaN (one

@@ -74,7 +74,8 @@ def mistakes(
     count: int = 24,
 ) -> None:
     """The test digits the model got wrong with the most confidence, labelled true → predicted.
-    One image with its labels written on it: 24 axes took 1.3 s of every `evaluate`."""
+    One image with its labels written on it: one matplotlib axes per digit made this the slowest
+    part of `evaluate`."""
     plt = _pyplot()
     wrong = [i for i, (y, p) in enumerate(zip(labels, predicted, strict=True)) if y != p]
     worst = sorted(wrong, key=lambda i: -confidence[i])[:count]

@@ -119,8 +119,8 @@ def best_version(client: mlflow.MlflowClient, known: dict[str, float]) -> str | 
 
 
 def test_accuracies(client: mlflow.MlflowClient, run_ids: set[str]) -> dict[str, float]:
-    """Each run's logged `test_acc`, from a search per 100 runs, not a call per run (a server
-    takes 10-70 ms a call)."""
+    """Each run's logged `test_acc`, from a search per 100 runs, not a call per run (each call to
+    a tracking server is a round trip)."""
     experiments = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ALL)]
     ids, found = sorted(run_ids), {}
     for start in range(0, len(ids), 100):

@@ -50,7 +50,7 @@ def _conf_key(conf_dir: Path) -> str:
 
 def _kept(conf_key: str, choices: tuple[str, ...], compose: Callable[[], dict]) -> dict:
     """conf/ composed with these group choices, kept on disk under conf/'s key: a run's tags
-    take up to a dozen compositions at 0.3 s each, and conf/ seldom changes between experiments.
+    take up to a dozen Hydra compositions, and conf/ seldom changes between experiments.
     Only group choices are kept, never a value of the run's own (a token in `tracking.uri=`)."""
     name = hashlib.sha256(f"{conf_key} {choices}".encode()).hexdigest()[:32]
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
@@ -79,9 +79,9 @@ def describe(cfg: DictConfig, conf_dir: str | Path = CONF_DIR) -> dict[str, Any]
     """Read a resolved config back as Hydra choices: `{"model": "cnn", "overrides": [...]}`.
 
     For each group, the option closest to the config is its choice (the default when the group
-    is exactly the default's, with no other option composed: each composition costs Hydra about
-    0.2 s, and a run waits for its tags); what still differs from the composition of those
-    choices are the overrides, less any an interpolation already explains.
+    is exactly the default's, with no other option composed: each composition costs Hydra a
+    noticeable part of a second, and a run waits for its tags); what still differs from the
+    composition of those choices are the overrides, less any an interpolation already explains.
     """
     from hydra import compose as hydra_compose
 
