@@ -21,10 +21,10 @@ from pathlib import Path
 import mlflow
 import torch
 
-from mnist_pipeline.config import compose
+from mnist_pipeline.config.params import compose
 from mnist_pipeline.evaluate import evaluate
-from mnist_pipeline.paths import PROCESSED_DIR, Outputs
 from mnist_pipeline.train import train
+from mnist_pipeline.utils.paths import PROCESSED_DIR, Outputs
 
 
 def one_run(overrides: list[str], seed: int, folder: Path) -> tuple[float, float]:

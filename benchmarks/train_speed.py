@@ -32,12 +32,12 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
-from mnist_pipeline.atomic import write_json
-from mnist_pipeline.config import compose
+from mnist_pipeline.config.params import compose
 from mnist_pipeline.data import splits
 from mnist_pipeline.data.tensors import TensorBatches, load_split, normaliser
 from mnist_pipeline.report.metrics import predict
 from mnist_pipeline.training.build import build
+from mnist_pipeline.utils.atomic import write_json
 
 DATA = Path("data/processed")
 

@@ -6,7 +6,7 @@ import stat
 
 import pytest
 
-from mnist_pipeline.atomic import atomic_path, write_json, write_text
+from mnist_pipeline.utils.atomic import atomic_path, write_json, write_text
 
 
 def test_replaces_on_success(tmp_path):

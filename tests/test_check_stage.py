@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from mnist_pipeline import train
-from mnist_pipeline.config import compose, to_yaml
+from mnist_pipeline.config.checks import ConfigError, check_all, check_training
+from mnist_pipeline.config.params import compose, to_yaml
 from mnist_pipeline.data import splits
-from mnist_pipeline.paths import Outputs
-from mnist_pipeline.preflight import ConfigError, check_all, check_training
+from mnist_pipeline.utils.paths import Outputs
 from synthetic import mirror_files, write_processed
 from workspace import REPO, clean_env
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from mnist_pipeline.config import compose, to_yaml
-from mnist_pipeline.preflight import ConfigError, check_training
+from mnist_pipeline.config.checks import ConfigError, check_training
+from mnist_pipeline.config.params import compose, to_yaml
 from mnist_pipeline.tracking.store import TrackingError, connect
 from mnist_pipeline.training.build import build
 from synthetic import write_processed

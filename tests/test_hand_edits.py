@@ -16,9 +16,9 @@ import yaml
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from mnist_pipeline.config import compose, flatten, to_yaml
-from mnist_pipeline.params_guard import ParamsChanged, check_baseline
-from mnist_pipeline.preflight import ConfigError
+from mnist_pipeline.config.checks import ConfigError
+from mnist_pipeline.config.guard import ParamsChanged, check_baseline
+from mnist_pipeline.config.params import compose, flatten, to_yaml
 from synthetic import write_processed
 from workspace import REPO, clean_env, commit
 

@@ -22,7 +22,7 @@ import mlflow
 import pytest
 import torch
 
-from mnist_pipeline.config import compose, to_yaml
+from mnist_pipeline.config.params import compose, to_yaml
 from mnist_pipeline.data.tensors import TensorBatches
 from servers import free_port
 from stores import fresh_store

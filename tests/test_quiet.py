@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from mnist_pipeline.config import compose
+from mnist_pipeline.config.params import compose
 from synthetic import checksum_overrides, mirror_files, write_processed
 from workspace import REPO, clean_env, copy_repo
 
@@ -110,7 +110,7 @@ def test_stages_run_with_mlflow_telemetry_off(stage: str, tmp_path: Path) -> Non
 
 def test_verbosity_flags_leave_the_stage_its_own_arguments() -> None:
     """train reads `--params <file>` from sys.argv: -v/-q are taken out before it looks."""
-    from mnist_pipeline.cli import log_level
+    from mnist_pipeline.runtime.logs import log_level
 
     argv = ["train.py", "-v", "--params", "params.yaml", "-q"]
     assert log_level(argv) == logging.WARNING  # the last one given wins
@@ -168,8 +168,8 @@ TRAINING = """
 import sys
 from pathlib import Path
 
-from mnist_pipeline.cli import run_stage
-from mnist_pipeline.config import load_params
+from mnist_pipeline.runtime.command import run_stage
+from mnist_pipeline.config.params import load_params
 from mnist_pipeline.training.build import build
 
 def main():

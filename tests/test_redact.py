@@ -8,8 +8,8 @@ import socket
 import pytest
 from omegaconf import OmegaConf
 
-from mnist_pipeline.redact import RedactingFilter, redact, without_credentials
 from mnist_pipeline.tracking.store import TrackingError, connect
+from mnist_pipeline.utils.redact import RedactingFilter, redact, without_credentials
 
 TOKEN = "s3cr3t-t0ken"
 

@@ -12,7 +12,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from mnist_pipeline.config import compose
+from mnist_pipeline.config.params import compose
 from mnist_pipeline.training.build import build
 from mnist_pipeline.training.resume import Interrupted, Resume, fit_from
 from synthetic import write_processed

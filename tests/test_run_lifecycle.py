@@ -20,13 +20,13 @@ import pytest
 from hydra.errors import ConfigCompositionException
 from omegaconf import DictConfig, OmegaConf
 
-from mnist_pipeline.cli import run_stage
-from mnist_pipeline.config import compose, to_yaml
+from mnist_pipeline.config.params import compose, to_yaml
 from mnist_pipeline.data import splits
-from mnist_pipeline.paths import Outputs
+from mnist_pipeline.runtime.command import run_stage
 from mnist_pipeline.tracking.run import training_run
 from mnist_pipeline.tracking.run_file import RunRecord
 from mnist_pipeline.tracking.store import connect
+from mnist_pipeline.utils.paths import Outputs
 from stores import fresh_store
 from synthetic import synthetic_digits
 from workspace import REPO, clean_env

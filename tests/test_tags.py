@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from mnist_pipeline.config import compose
+from mnist_pipeline.config.params import compose
 from mnist_pipeline.tracking.tags import describe
 from workspace import REPO
 

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from mnist_pipeline.config import compose, to_yaml
+from mnist_pipeline.config.params import compose, to_yaml
 from mnist_pipeline.model import model_file
 from mnist_pipeline.model.networks import ConvNet
-from mnist_pipeline.paths import Outputs
 from mnist_pipeline.tracking import run_file
 from mnist_pipeline.tracking.run_file import model_digest
 from mnist_pipeline.tracking.store import TrackingError
+from mnist_pipeline.utils.paths import Outputs
 from workspace import REPO, clean_env
 
 CFG = {"_target_": "mnist_pipeline.model.networks.ConvNet"}

@@ -60,10 +60,10 @@ def test_another_checkouts_code_is_refused_naming_both(
 
 
 def test_a_command_runs_with_the_garbage_collector_on() -> None:
-    """train and evaluate import with it off (cli.reported); their work runs with it on."""
+    """train and evaluate import with it off; `reported` turns it on for their work."""
     import gc
 
-    from mnist_pipeline.cli import reported
+    from mnist_pipeline.runtime.command import reported
 
     gc.disable()
     try:

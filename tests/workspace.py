@@ -15,7 +15,7 @@ def clean_env(**extra: str) -> dict[str, str]:
     """This environment without MLflow/DVC settings or MNIST_MIRROR: the venv first on PATH,
     analytics and telemetry off, a git identity for commits, and `PYTHONPATH=src`: a command run
     in a copy of the repo runs the copy's code, as dvc.yaml's stages do (the venv's editable
-    install points at this checkout, which cli.check_workspace_code refuses there)."""
+    install points at this checkout, which runtime.workspace.check_workspace_code refuses there)."""
     env = {
         k: v
         for k, v in os.environ.items()

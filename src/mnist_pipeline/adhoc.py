@@ -19,11 +19,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from mnist_pipeline import evaluate as evaluation
 from mnist_pipeline import train as training
-from mnist_pipeline.cli import reported
-from mnist_pipeline.config import CONF_DIR
-from mnist_pipeline.paths import PROCESSED_DIR, Outputs
-from mnist_pipeline.preflight import check_training
+from mnist_pipeline.config.checks import check_training
+from mnist_pipeline.config.params import CONF_DIR
+from mnist_pipeline.runtime.command import reported
 from mnist_pipeline.tracking.sweep import OBJECTIVE
+from mnist_pipeline.utils.paths import PROCESSED_DIR, Outputs
 
 # Output folders end in a random suffix: two runs started in the same second stay apart.
 OmegaConf.register_new_resolver("uniq", lambda: secrets.token_hex(3), use_cache=True, replace=True)

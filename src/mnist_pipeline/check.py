@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from hydra.errors import InstantiationException
 
-from mnist_pipeline.cli import run_stage
-from mnist_pipeline.config import load_params
-from mnist_pipeline.preflight import ConfigError, check_all
+from mnist_pipeline.config.checks import ConfigError, check_all
+from mnist_pipeline.config.params import load_params
+from mnist_pipeline.runtime.command import run_stage
 
 
 def main() -> None:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from mnist_pipeline.cli import run_stage
-from mnist_pipeline.config import load_params
+from mnist_pipeline.config.checks import ConfigError, check_download
+from mnist_pipeline.config.params import load_params
 from mnist_pipeline.data.mirrors import DownloadError, RemoteFile, download_all, mirror_list
-from mnist_pipeline.paths import RAW_DIR
-from mnist_pipeline.preflight import ConfigError, check_download
+from mnist_pipeline.runtime.command import run_stage
+from mnist_pipeline.utils.paths import RAW_DIR
 
 
 def main() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 
-if __name__ == "__main__":  # as a command: no garbage collection while importing (cli.reported)
+if __name__ == "__main__":  # a command: no garbage collection while importing (runtime/command.py)
     gc.disable()
 
 from pathlib import Path
@@ -13,19 +13,19 @@ import mlflow
 import torch
 from omegaconf import DictConfig
 
-from mnist_pipeline.atomic import write_json, write_text
-from mnist_pipeline.cli import run_stage
+from mnist_pipeline.config.checks import ConfigError
+from mnist_pipeline.config.guard import ParamsSnapshot
 from mnist_pipeline.data import splits
 from mnist_pipeline.data.tensors import normalise
 from mnist_pipeline.model import model_file
 from mnist_pipeline.model.networks import complexity
-from mnist_pipeline.params_guard import ParamsSnapshot
-from mnist_pipeline.paths import PIPELINE, PROCESSED_DIR, Outputs
-from mnist_pipeline.preflight import ConfigError
-from mnist_pipeline.redact import redact
 from mnist_pipeline.report import features, figures, metrics
+from mnist_pipeline.runtime.command import run_stage
 from mnist_pipeline.tracking import registry, run, run_file
 from mnist_pipeline.tracking.store import TrackingError, tracking_uri
+from mnist_pipeline.utils.atomic import write_json, write_text
+from mnist_pipeline.utils.paths import PIPELINE, PROCESSED_DIR, Outputs
+from mnist_pipeline.utils.redact import redact
 
 
 def evaluate(cfg: DictConfig, out: Outputs = PIPELINE, data_dir: Path = PROCESSED_DIR) -> float:

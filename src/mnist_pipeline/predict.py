@@ -23,9 +23,9 @@ import numpy as np
 import torch
 import yaml
 
-from mnist_pipeline.cli import run_stage
 from mnist_pipeline.images import ImageError, load, one_line
 from mnist_pipeline.model import model_file
+from mnist_pipeline.runtime.command import run_stage
 
 log = logging.getLogger(__name__)
 CHAMPION = "models:/mnist-classifier@champion"

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from mnist_pipeline.cli import run_stage
-from mnist_pipeline.config import load_params
+from mnist_pipeline.config.checks import check_split
+from mnist_pipeline.config.params import load_params
 from mnist_pipeline.data import idx, splits
-from mnist_pipeline.paths import PROCESSED_DIR, RAW_DIR
-from mnist_pipeline.preflight import check_split
+from mnist_pipeline.runtime.command import run_stage
+from mnist_pipeline.utils.paths import PROCESSED_DIR, RAW_DIR
 
 
 def read_split(images_file: str, labels_file: str) -> splits.Split:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import gc
 
-if __name__ == "__main__":  # as a command: no garbage collection while importing (cli.reported)
+if __name__ == "__main__":  # a command: no garbage collection while importing (runtime/command.py)
     gc.disable()
 
 import runpy
@@ -24,17 +24,17 @@ from pathlib import Path
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig
 
-from mnist_pipeline.cli import run_stage
+from mnist_pipeline.config.checks import ConfigError, check_training
+from mnist_pipeline.config.guard import ParamsSnapshot, check_baseline
 from mnist_pipeline.data import splits
-from mnist_pipeline.params_guard import ParamsSnapshot, check_baseline
-from mnist_pipeline.paths import PIPELINE, PROCESSED_DIR, Outputs
-from mnist_pipeline.preflight import ConfigError, check_training
+from mnist_pipeline.runtime.command import run_stage
 from mnist_pipeline.tracking.epochs import EpochMetrics
 from mnist_pipeline.tracking.run import training_run
 from mnist_pipeline.tracking.store import TrackingError
 from mnist_pipeline.training import outputs
 from mnist_pipeline.training.build import build
 from mnist_pipeline.training.resume import EpochCheckpoint, fit_from, pipeline_resume
+from mnist_pipeline.utils.paths import PIPELINE, PROCESSED_DIR, Outputs
 
 
 def train(

@@ -27,7 +27,7 @@ from typing import BinaryIO
 
 from tqdm import tqdm
 
-from mnist_pipeline.atomic import atomic_path
+from mnist_pipeline.utils.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mnist_pipeline.atomic import atomic_path, write_json
+from mnist_pipeline.utils.atomic import atomic_path, write_json
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,9 @@ import logging
 import sys
 from pathlib import Path
 
-from mnist_pipeline.cli import run_stage
 from mnist_pipeline.demo.server import make_server
 from mnist_pipeline.model.model_file import CheckpointError
+from mnist_pipeline.runtime.command import run_stage
 
 log = logging.getLogger("mnist_pipeline.demo")
 

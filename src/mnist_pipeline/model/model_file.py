@@ -19,8 +19,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from mnist_pipeline.atomic import atomic_path
 from mnist_pipeline.model.networks import MLP, ConvNet, Standardise
+from mnist_pipeline.utils.atomic import atomic_path
 
 NETWORKS: dict[str, type[nn.Module]] = {
     "mnist_pipeline.model.networks.MLP": MLP,

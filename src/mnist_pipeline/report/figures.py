@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from mnist_pipeline.atomic import atomic_path
+from mnist_pipeline.utils.atomic import atomic_path
 
 
 def _pyplot() -> Any:

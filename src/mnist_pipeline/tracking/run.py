@@ -16,16 +16,16 @@ from pathlib import Path
 import mlflow
 from omegaconf import DictConfig, OmegaConf
 
-from mnist_pipeline.cli import interruption
-from mnist_pipeline.config import flatten, to_yaml
-from mnist_pipeline.paths import Outputs
-from mnist_pipeline.redact import redact
+from mnist_pipeline.config.params import flatten, to_yaml
 from mnist_pipeline.tracking import run_file
 from mnist_pipeline.tracking.lineage import log_dataset
 from mnist_pipeline.tracking.run_file import RunRecord
 from mnist_pipeline.tracking.store import connect, tracking_uri
 from mnist_pipeline.tracking.sweep import PARENT_ENV
 from mnist_pipeline.tracking.tags import run_tags
+from mnist_pipeline.utils.errors import interruption
+from mnist_pipeline.utils.paths import Outputs
+from mnist_pipeline.utils.redact import redact
 
 
 @contextmanager

@@ -14,9 +14,6 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from mnist_pipeline.atomic import write_json
-from mnist_pipeline.paths import Outputs
-from mnist_pipeline.redact import redact, without_credentials
 from mnist_pipeline.tracking.store import (
     DEFAULT_STORE,
     UI,
@@ -24,6 +21,9 @@ from mnist_pipeline.tracking.store import (
     project_root,
     tracking_uri,
 )
+from mnist_pipeline.utils.atomic import write_json
+from mnist_pipeline.utils.paths import Outputs
+from mnist_pipeline.utils.redact import redact, without_credentials
 
 
 @dataclass(frozen=True)

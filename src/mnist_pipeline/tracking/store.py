@@ -14,7 +14,8 @@ import sqlalchemy.pool
 from mlflow.entities import Experiment
 from omegaconf import DictConfig
 
-from mnist_pipeline.redact import redact
+from mnist_pipeline.utils.errors import chain
+from mnist_pipeline.utils.redact import redact
 
 DEFAULT_STORE = "mlflow.db"
 HTTP_LIMITS = {
@@ -159,12 +160,10 @@ SQLITE_FAULTS = {
 def sqlite_fault(error: BaseException) -> str | None:
     """What to say for SQLite's refusal anywhere in the chain (MLflow wraps SQLAlchemy's
     OperationalError, which wraps sqlite3's), or None for any other error."""
-    seen: BaseException | None = error
-    while seen is not None:
+    for seen in chain(error):
         for key, reason in SQLITE_FAULTS.items():
             if key in str(seen):
                 return reason
-        seen = seen.__cause__ or seen.__context__
     return None
 
 

@@ -20,15 +20,15 @@ from typing import Any
 
 import mlflow
 from hydra.core.utils import JobReturn
+from hydra.errors import CompactHydraException
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from mlflow.entities import Metric, Param, RunTag
 from omegaconf import DictConfig
 
-from mnist_pipeline.cli import reported
-from mnist_pipeline.paths import Outputs
-from mnist_pipeline.redact import redact
 from mnist_pipeline.tracking.store import TrackingError, connect
+from mnist_pipeline.utils.paths import Outputs
+from mnist_pipeline.utils.redact import redact
 
 PARENT_ENV = "MNIST_SWEEP_PARENT_RUN"  # the parent run's id, for the sweep's jobs
 # What a sweep optimizes (adhoc.py returns it): the validation accuracy of the saved model. Not
@@ -37,10 +37,17 @@ OBJECTIVE = "val_acc"
 RESULTS = "optimization_results.yaml"  # written by the Optuna sweeper into the sweep's folder
 
 
+class SweepNotStarted(CompactHydraException):
+    """Hydra prints this as it is, one line, and exits 1 (it runs this callback outside the
+    sweep's jobs, before any of the project's own error reporting)."""
+
+
 class MLflowParentRun(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        with reported("sweep", (TrackingError,), "Start the sweep again."):
+        try:
             connect(config.tracking)
+        except TrackingError as e:  # the paragraph a stage prints, and no traceback
+            raise SweepNotStarted(f"error: {e}") from None
         sweep = Path(config.hydra.sweep.dir).name
         overrides = redact(" ".join(config.hydra.overrides.task))  # `tracking.uri=` has tokens
         choices = config.hydra.runtime.choices

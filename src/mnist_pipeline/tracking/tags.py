@@ -17,10 +17,10 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from mnist_pipeline.atomic import write_json
-from mnist_pipeline.config import CONF_DIR, flatten, hydra_context
-from mnist_pipeline.redact import redact
+from mnist_pipeline.config.params import CONF_DIR, flatten, hydra_context
 from mnist_pipeline.tracking.lineage import git_state
+from mnist_pipeline.utils.atomic import write_json
+from mnist_pipeline.utils.redact import redact
 
 
 def _choices(conf_dir: Path) -> tuple[dict[str, str], dict[str, list[str]]]:

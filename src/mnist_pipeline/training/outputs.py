@@ -10,16 +10,16 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from mnist_pipeline.atomic import write_text
 from mnist_pipeline.data import splits
 from mnist_pipeline.model import model_file
-from mnist_pipeline.paths import Outputs
-from mnist_pipeline.redact import redact
 from mnist_pipeline.report import figures
 from mnist_pipeline.tracking import registry
 from mnist_pipeline.tracking.epochs import EpochMetrics
 from mnist_pipeline.tracking.run import log_artifacts
 from mnist_pipeline.tracking.store import TrackingError, tracking_uri
+from mnist_pipeline.utils.atomic import write_text
+from mnist_pipeline.utils.paths import Outputs
+from mnist_pipeline.utils.redact import redact
 
 
 def save(cfg: DictConfig, out: Outputs, data_dir: Path, model: nn.Module, history: list) -> None:

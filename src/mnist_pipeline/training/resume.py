@@ -32,10 +32,10 @@ import torch
 from omegaconf import DictConfig
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
-from mnist_pipeline.atomic import write_json
-from mnist_pipeline.config import to_yaml
-from mnist_pipeline.paths import CHECKPOINTS
+from mnist_pipeline.config.params import to_yaml
 from mnist_pipeline.tracking.lineage import processed_data_digest
+from mnist_pipeline.utils.atomic import write_json
+from mnist_pipeline.utils.paths import CHECKPOINTS
 
 if TYPE_CHECKING:
     from mnist_pipeline.training.build import Fit

@@ -9,7 +9,6 @@ and plain `dvc repro` never looks at `conf/` (iterative/dvc#10750).
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -68,16 +67,3 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             flat[name] = value
     return flat
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """Write params.yaml from conf/ (plus optional Hydra overrides)."""
-    from mnist_pipeline.atomic import write_text
-
-    overrides = list(sys.argv[1:] if argv is None else argv)
-    write_text(PARAMS_FILE, to_yaml(compose(overrides)))
-    print(f"wrote {PARAMS_FILE} from {CONF_DIR}/config.yaml {' '.join(overrides)}".rstrip())
-
-
-if __name__ == "__main__":
-    main()

@@ -22,8 +22,8 @@ from pathlib import Path
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from mnist_pipeline.config import CONF_DIR, PARAMS_FILE, compose, flatten, to_yaml
-from mnist_pipeline.preflight import ConfigError
+from mnist_pipeline.config.checks import ConfigError
+from mnist_pipeline.config.params import CONF_DIR, PARAMS_FILE, compose, flatten, to_yaml
 
 PARALLEL = (
     "Run experiments in parallel with `dvc exp run --queue -S ...` then `dvc queue start -j N` "

@@ -1,0 +1,79 @@
+"""Running a command: its logging set up, its known failures and interrupts as one paragraph and
+an exit status, never a traceback or a credential. Stages (`run_stage`), ad-hoc runs and sweeps
+(`reported`) all end this way."""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
+
+from mnist_pipeline.runtime.logs import log_level, setup_logging
+from mnist_pipeline.runtime.privacy import keep_private
+from mnist_pipeline.runtime.workspace import WrongCheckout, check_workspace_code
+from mnist_pipeline.utils.errors import Terminated, interruption
+from mnist_pipeline.utils.redact import redact
+
+
+def raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated
+
+
+@contextlib.contextmanager
+def reported(stage: str, expected: tuple[type[BaseException], ...], again: str) -> Iterator[None]:
+    """An expected failure prints one clear paragraph and exits 1, an interrupt one line and 130
+    (Ctrl-C) or 143 (SIGTERM); no traceback, no credential. `again` says how to go on after an
+    interrupt. Stages, ad-hoc runs and sweeps all end this way.
+
+    The heavy commands (train, evaluate) import torch, Lightning and MLflow with the garbage
+    collector off: imports make next to no garbage, and its passes over their growing heap are a
+    fifth of train's start (docs/results.md). It is back on from here, with what the imports
+    made frozen (it lives until exit, so no pass need scan it again)."""
+    gc.freeze()
+    gc.enable()
+    keep_private()
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:  # unless someone handles it already
+        with contextlib.suppress(ValueError):  # only the main thread may; a launcher's job may not
+            signal.signal(signal.SIGTERM, raise_terminated)
+    try:
+        check_workspace_code()
+        yield
+    except BaseException as e:
+        code = interruption(e)
+        if code is not None:
+            how = "Ctrl-C" if code == 128 + signal.SIGINT else "SIGTERM"
+            print(
+                f"error: {stage} interrupted ({how}); nothing half-written was kept. {again}",
+                file=sys.stderr,
+            )
+            sys.exit(code)
+        if not isinstance(e, (*expected, WrongCheckout)):
+            raise
+        print(f"error: {redact(' '.join(str(e).split()))}", file=sys.stderr)
+        sys.exit(1)
+
+
+def run_stage(main: Callable[[], None], *expected: type[BaseException]) -> None:
+    """Run a stage with the project's logging, its errors `reported`."""
+    level = log_level(sys.argv)
+    setup_logging(level)
+    log = logging.getLogger(__name__)
+    stage = os.path.splitext(os.path.basename(sys.argv[0]))[0]
+    log.debug("%s: starting in %s (python %s)", stage, os.getcwd(), sys.version.split()[0])
+    started = time.perf_counter()
+    again = "Run `dvc repro` again to go on (a training resumes from its last epoch)."
+    with contextlib.ExitStack() as quiet, reported(stage, expected, again):
+        if level >= logging.WARNING:  # no progress output either: prints, progress bars
+            quiet.enter_context(
+                contextlib.redirect_stdout(quiet.enter_context(open(os.devnull, "w")))
+            )
+        main()
+    log.debug("%s: done in %.1f s", stage, time.perf_counter() - started)
+    # What is left lives until exit: exempt it from the garbage collector, whose passes over
+    # torch's, Lightning's and MLflow's objects are most of Python's exit (docs/results.md).
+    gc.freeze()
