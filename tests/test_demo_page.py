@@ -1,7 +1,7 @@
 """`make demo`'s page in a real headless Chromium (Debian's), driven with real mouse events.
 
 A tiny network is trained here on drawn 0s and 1s (rendered the way the page's pad draws, then
-made MNIST-like by `mnist_pipeline.images`), served by the demo. The test draws a 1 and a 0 on the
+made MNIST-like by `serving/images.py`), served by the demo. The test draws a 1 and a 0 on the
 pad, reads the digit and the bars from the page, and checks them against `predict` on the same
 canvas PNG; it then sends image files through the page's file input and checks those against
 `predict` on the same files.
@@ -26,9 +26,9 @@ from PIL import Image, ImageDraw
 
 from browser import needs_chromium
 from cdp import Page
-from mnist_pipeline.images import load
 from mnist_pipeline.model import model_file
 from mnist_pipeline.model.networks import ConvNet
+from mnist_pipeline.serving.images import load
 from workspace import clean_env
 
 pytestmark = [needs_chromium, pytest.mark.slow]

@@ -19,9 +19,9 @@ import torch
 from PIL import Image
 
 from mnist_pipeline.demo.server import make_server
-from mnist_pipeline.images import load
 from mnist_pipeline.model import model_file
 from mnist_pipeline.model.networks import MLP, ConvNet
+from mnist_pipeline.serving.images import load
 from workspace import REPO, clean_env
 
 NORM = {"mean": 0.13, "std": 0.31}

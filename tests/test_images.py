@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from mnist_pipeline.images import ImageError, decode, load, to_mnist
+from mnist_pipeline.serving.images import ImageError, decode, load, to_mnist
 
 
 def page(size=(300, 220), box=(60, 30, 140, 190), ink="black", paper="white", mode="RGB"):

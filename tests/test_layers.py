@@ -10,7 +10,7 @@ from pathlib import Path
 from workspace import REPO
 
 PACKAGE = REPO / "src" / "mnist_pipeline"
-LIBRARY = ("config", "data", "model", "training", "tracking", "report", "images")
+LIBRARY = ("config", "data", "model", "training", "tracking", "report", "serving")
 # What each layer may import from the package, itself included.
 MAY_IMPORT = {
     "commands": {"commands", "runtime", "library", "utils"},

@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from mnist_pipeline import predict
-from mnist_pipeline.images import load
 from mnist_pipeline.model import model_file
 from mnist_pipeline.model.networks import ConvNet
+from mnist_pipeline.serving.images import load
 from test_images import encoded, page
 from workspace import clean_env
 
@@ -100,7 +100,7 @@ def test_without_a_champion_models_model_pt_is_used_saying_so(
 ) -> None:
     status, out = run(monkeypatch, "digits/a.png", "--json")
     assert status == 0 and json.loads(out)[0]["file"] == "digits/a.png"
-    assert "predicting with models/model.pt instead" in caplog.text
+    assert "using models/model.pt instead" in caplog.text
     assert not (folder / "mlflow.db").exists()  # no empty store made by looking for a champion
 
 
@@ -114,5 +114,5 @@ def test_no_model_is_one_line_and_exit_status_1(folder: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 1 and "Traceback" not in result.stderr
     (line,) = [x for x in result.stderr.splitlines() if x.startswith("error:")]
-    assert "no model to predict with" in line and "models/model.pt" in line
+    assert "No model yet" in line and "models/model.pt" in line
     assert "make repro" in line and result.stdout == ""

@@ -25,7 +25,7 @@ import pytest
 import torch
 from mlflow.exceptions import MlflowException
 
-from mnist_pipeline.images import load
+from mnist_pipeline.serving.images import load
 from mnist_pipeline.tracking import registry
 from servers import free_port
 from stores import fresh_store

@@ -2,10 +2,10 @@
 
     python -m mnist_pipeline.predict FILE_OR_FOLDER... [--model URI|PATH] [--json] [--top K]
 
-Each file goes through `mnist_pipeline.images` (ink found whichever its polarity, cropped, scaled
-to 20 px and centred by mass on 28x28, as MNIST was made), then through the model: by default the
-registry's `champion`, else `models/model.pt`. A bad file gets one line on stderr and the others
-are still predicted; the exit status is 1 when any file failed.
+Each file goes through `serving/images.py` (ink found whichever its polarity, cropped, scaled to
+20 px and centred by mass on 28x28, as MNIST was made), then through the model `serving/loader.py`
+opens: by default the registry's `champion`, else `models/model.pt`. A bad file gets one line on
+stderr and the others are still predicted; the exit status is 1 when any file failed.
 """
 
 from __future__ import annotations
@@ -14,30 +14,23 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from functools import partial
 from pathlib import Path
 from typing import TextIO
 
 import numpy as np
 import torch
-import yaml
+from torch import nn
 
-from mnist_pipeline.images import ImageError, load, one_line
 from mnist_pipeline.model import model_file
 from mnist_pipeline.runtime.command import run_stage
+from mnist_pipeline.serving import loader
+from mnist_pipeline.serving.images import ImageError, load
 
 log = logging.getLogger(__name__)
-CHAMPION = "models:/mnist-classifier@champion"
-FALLBACK = Path("models/model.pt")
 BATCH = 256
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
-
-Logits = Callable[[np.ndarray], np.ndarray]  # float32 (N, 28, 28) pixels 0-255 → (N, 10) logits
-
-
-class ModelError(RuntimeError):
-    """No model to predict with; the message names what was tried and what to do."""
 
 
 def arguments(argv: list[str]) -> argparse.Namespace:
@@ -49,7 +42,8 @@ def arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("paths", nargs="+", type=Path, help="image files or folders")
     parser.add_argument(
         "--model",
-        help=f"a registry URI (default {CHAMPION}, else {FALLBACK}), an MLflow model folder, "
+        help=f"a registry URI (default {loader.CHAMPION}, else {loader.FALLBACK}), an MLflow "
+        "model folder, "
         "or a model file written by train",
     )
     parser.add_argument("--json", action="store_true", help="print a JSON list, one per file")
@@ -62,8 +56,8 @@ def arguments(argv: list[str]) -> argparse.Namespace:
 
 def main(out: TextIO) -> None:
     args = arguments(sys.argv[1:])
-    predict, source = load_model(args.model)
-    log.debug("predicting with %s", source)
+    model = loader.load(args.model)
+    log.debug("predicting with %s", model.source)
     results: list[dict] = []
     pixels, slots = [], []
     for path, problem in progress(expand(args.paths)):
@@ -77,7 +71,7 @@ def main(out: TextIO) -> None:
                 problem = f"unreadable ({e.strerror or e})"
         results.append({"file": str(path)} | ({} if problem is None else {"error": problem}))
     if pixels:
-        probabilities = softmax(predict_batches(predict, np.stack(pixels)))
+        probabilities = softmax(predict_batches(model.network, np.stack(pixels)))
         for slot, p in zip(slots, probabilities, strict=True):
             results[slot] = answer(results[slot]["file"], p, args.top)
     for result in results:
@@ -113,73 +107,11 @@ def expand(paths: list[Path]) -> list[tuple[Path, str | None]]:
     return entries
 
 
-def load_model(given: str | None) -> tuple[Logits, str]:
-    """The model asked for, or the champion, or `models/model.pt` (saying so)."""
-    if given is not None:
-        return open_model(given), given
-    try:
-        return registered(CHAMPION, must_exist=True), CHAMPION
-    except ModelError as e:
-        log.warning("%s; predicting with %s instead", e, FALLBACK)
-    try:
-        return open_model(str(FALLBACK)), str(FALLBACK)
-    except ModelError as e:
-        raise ModelError(
-            f"no model to predict with: no {CHAMPION} in the registry, and {e}. Train one with "
-            "`make repro`, or pass --model"
-        ) from None
-
-
-def open_model(given: str) -> Logits:
-    path = Path(given)
-    if "://" in given or given.startswith("models:/") or (path / "MLmodel").is_file():
-        return registered(given, must_exist=False)
-    try:
-        network = model_file.load_served(path)
-    except model_file.CheckpointError as e:
-        raise ModelError(str(e)) from None
-
-    def logits(pixels: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            return network(torch.from_numpy(pixels)).numpy()
-
-    return logits
-
-
-def registered(uri: str, must_exist: bool) -> Logits:
-    """The MLflow model at `uri`, from the project's tracking store; the registry's champion only
-    if that store exists (opening a missing SQLite store would create an empty one).
-
-    Only its weights file is fetched and read as `model_file` reads any model file: the same
-    network the served model runs, behind the same preprocessing (this package's), without
-    downloading and running the code stored with it (half the start-up time).
-    """
-    import mlflow.artifacts  # a slow import: only when a registered model is used
-
-    from mnist_pipeline.tracking.store import tracking_uri
-
-    store = tracking_uri()
-    if must_exist and store.startswith("sqlite:///") and not Path(store[10:]).is_file():
-        raise ModelError(f"no tracking store {store[10:]}")
-    mlflow.set_tracking_uri(store)
-    try:
-        if Path(uri, "MLmodel").is_file():
-            folder = Path(uri)
-        else:  # only the two files needed, not the model's stored code
-            folder = Path(mlflow.artifacts.download_artifacts(f"{uri.rstrip('/')}/MLmodel")).parent
-        flavor = yaml.safe_load((folder / "MLmodel").read_text())["flavors"]["python_function"]
-        weights = flavor["artifacts"]["weights"]["path"]
-        if not (folder / weights).is_file():
-            mlflow.artifacts.download_artifacts(
-                f"{uri.rstrip('/')}/{weights}", dst_path=str(folder)
-            )
-    except Exception as e:  # MLflow's errors: no such model, alias, run or store; not ours
-        raise ModelError(f"cannot load {uri} ({type(e).__name__}: {one_line(e)})") from None
-    return open_model(str(folder / weights))
-
-
-def predict_batches(predict: Logits, pixels: np.ndarray) -> np.ndarray:
-    return np.concatenate([predict(pixels[i : i + BATCH]) for i in range(0, len(pixels), BATCH)])
+def predict_batches(network: nn.Module, pixels: np.ndarray) -> np.ndarray:
+    """Logits for raw pixels (N, 28, 28), a batch at a time."""
+    with torch.inference_mode():
+        batches = [torch.from_numpy(pixels[i : i + BATCH]) for i in range(0, len(pixels), BATCH)]
+        return torch.cat([network(batch) for batch in batches]).numpy()
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -216,4 +148,4 @@ def progress(entries: list[tuple[Path, str | None]]) -> Iterable[tuple[Path, str
 
 if __name__ == "__main__":
     # The answers go to the real stdout even with -q, which silences only logs and progress.
-    run_stage(partial(main, sys.stdout), ModelError)
+    run_stage(partial(main, sys.stdout), loader.ModelError, model_file.CheckpointError)

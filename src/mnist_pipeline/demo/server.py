@@ -20,9 +20,10 @@ import urllib.parse
 from importlib import resources
 from pathlib import Path
 
-from mnist_pipeline.demo.model import Served, answer, open_model
-from mnist_pipeline.images import ImageError
+from mnist_pipeline.demo.model import about, answer, open_model
 from mnist_pipeline.model.model_file import CheckpointError
+from mnist_pipeline.serving.images import ImageError
+from mnist_pipeline.serving.loader import Loaded
 
 log = logging.getLogger(__name__)
 STATIC = {
@@ -40,14 +41,14 @@ class Demo:
 
     def __init__(self, given: Path | None) -> None:
         self.given = given
-        self.served: Served | None = None
+        self.served: Loaded | None = None
         self.lock = threading.Lock()  # one forward pass at a time; model opened once
 
-    def model(self) -> Served:
+    def model(self) -> Loaded:
         with self.lock:
             if self.served is None:
                 self.served = open_model(self.given)
-                log.info("serving %s", self.served.about())
+                log.info("serving %s", about(self.served))
             return self.served
 
     def predict(self, data: bytes, name: str) -> dict:
@@ -64,7 +65,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         path = urllib.parse.urlsplit(self.path).path
         if path == "/api/model":
             try:
-                self.send_json(200, {"ready": True, "about": self.demo.model().about()})
+                self.send_json(200, {"ready": True, "about": about(self.demo.model())})
             except CheckpointError as e:
                 self.send_json(200, {"ready": False, "message": str(e)})
         elif path in STATIC:

@@ -21,7 +21,7 @@ from mnist_pipeline.model import model_file
 
 REGISTERED_MODEL = "mnist-classifier"
 # Read by MLflow as a file, not imported: importing it would call `mlflow.models.set_model`.
-SERVED_MODEL = Path(__file__).with_name("served_model.py")
+SERVED_MODEL = Path(__file__).parents[1] / "serving" / "served_model.py"
 
 
 def log_model(weights: Path, example: np.ndarray) -> None:

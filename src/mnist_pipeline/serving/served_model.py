@@ -8,7 +8,7 @@ the project's own network classes built from plain values. So a crafted weights 
 code in whoever loads the model, as an unpickled `nn.Module` could.
 
 It takes two kinds of input. Raw MNIST pixels, as the network sees them, give logits. Image files
-(PNG, JPEG, ...: a column `image` of base64 text) go through `mnist_pipeline.images`, the same
+(PNG, JPEG, ...: a column `image` of base64 text) go through `serving/images.py`, the same
 preprocessing `python -m mnist_pipeline.predict` applies, and give each file's digit and
 probabilities, so the CLI, the REST server and Python agree on the same file.
 
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -32,8 +31,8 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.pyfunc import PythonModel, PythonModelContext
 
-from mnist_pipeline.images import ImageError, load
-from mnist_pipeline.model import model_file
+from mnist_pipeline.serving import loader
+from mnist_pipeline.serving.images import ImageError, load
 
 COLUMN = "image"  # where image files come, as base64 text (or bytes, from Python)
 EXPECTED = (
@@ -49,7 +48,7 @@ class ServedModel(PythonModel):
     its `probability` and all ten `probabilities`, one row per file."""
 
     def load_context(self, context: PythonModelContext) -> None:
-        self.network = model_file.load_served(Path(context.artifacts["weights"]))
+        self.network = loader.load(context.artifacts["weights"]).network  # as predict, the demo
 
     def predict(
         self,
