@@ -34,7 +34,7 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from mnist_pipeline.config.params import to_yaml
 from mnist_pipeline.tracking.lineage import processed_data_digest
-from mnist_pipeline.utils.atomic import write_json
+from mnist_pipeline.utils.atomic import durable_replace, write_json
 from mnist_pipeline.utils.paths import CHECKPOINTS
 
 if TYPE_CHECKING:
@@ -179,19 +179,6 @@ class EpochCheckpoint(pl.Callback):
         if self.restored_rng is not None:
             set_rng_states(self.restored_rng)
             self.restored_rng = None
-
-
-def durable_replace(source: Path, target: Path) -> None:
-    """Rename `source` over `target` so a power loss leaves one or the other whole: its bytes are
-    on disk before the rename, and the rename is on disk (the folder synced) before we go on."""
-    with open(source, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(source, target)
-    folder = os.open(target.parent, os.O_RDONLY)
-    try:
-        os.fsync(folder)
-    finally:
-        os.close(folder)
 
 
 def rng_states() -> dict[str, Any]:

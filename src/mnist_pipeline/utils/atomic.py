@@ -28,12 +28,18 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
         yield tmp
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-        fsync_directory(target.parent)
+        durable_replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def durable_replace(source: Path, target: Path) -> None:
+    """Rename `source` over `target` so a power loss leaves one or the other whole: its bytes are
+    on disk before the rename, and the rename is on disk (the folder synced) before we go on."""
+    with open(source, "rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(source, target)
+    fsync_directory(target.parent)
 
 
 def fsync_directory(folder: Path) -> None:
