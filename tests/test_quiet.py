@@ -90,10 +90,12 @@ finally:
 @pytest.mark.parametrize(
     "stage",
     [
-        # imports the project's cli, then mlflow (here: the probe, after it), as train does
+        # imports no mlflow (here: the probe, after it turned telemetry off)
         "mnist_pipeline.download",
-        # imports mlflow before the project's cli: its telemetry client exists, and is dropped
+        # imports mlflow before telemetry is turned off: its client exists, and is dropped
         "mnist_pipeline.evaluate",
+        # an ad-hoc run: off before Hydra starts (a sweep opens its parent run before any job)
+        "mnist_pipeline.train",
     ],
 )
 @pytest.mark.slow  # a stage in a subprocess: imports torch and more

@@ -22,6 +22,7 @@ from mnist_pipeline import train as training
 from mnist_pipeline.config.checks import check_training
 from mnist_pipeline.config.params import CONF_DIR
 from mnist_pipeline.runtime.command import reported
+from mnist_pipeline.runtime.privacy import keep_private
 from mnist_pipeline.tracking.sweep import OBJECTIVE
 from mnist_pipeline.utils.paths import PROCESSED_DIR, Outputs
 
@@ -53,4 +54,5 @@ def objective(out: Outputs) -> float:
 
 
 if __name__ == "__main__":
+    keep_private()  # before a sweep's parent run, which Hydra opens before any job is `reported`
     main()
