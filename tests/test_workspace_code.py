@@ -69,6 +69,10 @@ def test_a_command_runs_with_the_garbage_collector_on() -> None:
     try:
         with reported("train", (), ""):
             assert gc.isenabled()
+        assert gc.get_freeze_count() > 0  # what the imports made
+        gc.unfreeze()
+        with reported("train", (), ""):  # a sweep's next job: its leftovers stay collectable
+            assert gc.get_freeze_count() == 0
     finally:
         gc.unfreeze()  # what `reported` froze: this test process's objects
         gc.enable()

@@ -81,8 +81,7 @@ def check_model(cfg: DictConfig) -> None:
         try:
             model = instantiate(cfg.model)
         except Exception as e:  # the networks name their knob (`model.kernel_size=0 must ...`)
-            text = cause(e)
-            raise ConfigError(text if text.startswith("model.") else f"model: {text}") from e
+            raise ConfigError(named("model", cause(e))) from e
     try:
         with torch.no_grad():
             logits = model(torch.zeros(2, 1, 28, 28))
@@ -156,9 +155,8 @@ def check_all(cfg: DictConfig, checks: dict[str, Callable[[DictConfig], None]] =
         try:
             check(cfg)
         except Exception as e:  # ConfigError, or Hydra's error building the model
-            text = str(e) if isinstance(e, ConfigError) else cause(e)  # ours name their key
-            named = isinstance(e, ConfigError) or text.startswith(f"{name}.")
-            problems[name] = text if named else f"{name}: {text}"
+            # ours name their key already
+            problems[name] = str(e) if isinstance(e, ConfigError) else named(name, cause(e))
     if problems:
         found = "; ".join(p.rstrip(".") for p in problems.values())
         raise ConfigError(
@@ -170,6 +168,11 @@ def check_all(cfg: DictConfig, checks: dict[str, Callable[[DictConfig], None]] =
 def inline(group: DictConfig) -> str:
     """A config group on one line, for a one-paragraph message."""
     return ", ".join(f"{k}={v!r}" for k, v in group.items() if not str(k).startswith("_"))
+
+
+def named(group: str, text: str) -> str:
+    """`text` as said of config group `group`, unless it names its key in the group already."""
+    return text if text.startswith(f"{group}.") else f"{group}: {text}"
 
 
 def cause(e: BaseException) -> str:

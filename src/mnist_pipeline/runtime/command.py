@@ -33,9 +33,12 @@ def reported(stage: str, expected: tuple[type[BaseException], ...], again: str) 
     The heavy commands (train, evaluate) import torch, Lightning and MLflow with the garbage
     collector off: imports make next to no garbage, and its passes over their growing heap are a
     fifth of train's start (docs/results.md). It is back on from here, with what the imports
-    made frozen (it lives until exit, so no pass need scan it again)."""
-    gc.freeze()
-    gc.enable()
+    made frozen (it lives until exit, so no pass need scan it again). Only then: a sweep runs its
+    jobs here one after another, and freezing a finished job's leftovers would keep them for good.
+    """
+    if not gc.isenabled():  # right after a heavy command's imports
+        gc.freeze()
+        gc.enable()
     keep_private()
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:  # unless someone handles it already
         with contextlib.suppress(ValueError):  # only the main thread may; a launcher's job may not

@@ -68,11 +68,11 @@ def mlflow_weights(uri: str, must_exist: bool) -> Path:
     import mlflow.artifacts  # a slow import: only when an MLflow model is used
     from mlflow.models import Model
 
-    from mnist_pipeline.tracking.store import tracking_uri
+    from mnist_pipeline.tracking.store import sqlite_path, tracking_uri
 
     store = tracking_uri()
-    if must_exist and store.startswith("sqlite:///") and not Path(store[10:]).is_file():
-        raise ModelError(f"no tracking store {store[10:]}")
+    if must_exist and store.startswith("sqlite:///") and not sqlite_path(store).is_file():
+        raise ModelError(f"no tracking store {sqlite_path(store)}")
     mlflow.set_tracking_uri(store)
     try:
         if Path(uri, "MLmodel").is_file():
