@@ -1,4 +1,4 @@
-"""Ad-hoc runs and sweeps (`python -m mnist_pipeline.train key=value`, `-m`) end as the stages do:
+"""Ad-hoc runs and sweeps (`python -m mnist_pipeline.adhoc key=value`, `-m`) end as the stages do:
 for every error the stage reports, the same one paragraph, exit status and masking, and no
 traceback (Hydra's own report would print the chained exceptions, credentials and all)."""
 
@@ -36,7 +36,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def train(root: Path, *args: str, **env: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "mnist_pipeline.train", *args],
+        [sys.executable, "-m", "mnist_pipeline.adhoc", *args],
         cwd=root,
         env=clean_env(**env),
         stdout=subprocess.PIPE,

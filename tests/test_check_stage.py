@@ -131,10 +131,15 @@ def test_a_split_of_the_wrong_shape_is_named(tmp_path: Path) -> None:
         splits.load(data, "val")
 
 
-def test_train_stage_params_flag_without_a_file(monkeypatch) -> None:
-    monkeypatch.setattr(sys, "argv", ["train", "--params"])
-    with pytest.raises(ConfigError, match="--params needs the params file"):
-        train.stage()
+def test_train_stage_names_the_ad_hoc_command_for_overrides(capsys) -> None:
+    """`python -m mnist_pipeline.train model=cnn`: the stage reads its params file only; its
+    usage line names the command for ad-hoc runs."""
+    with pytest.raises(SystemExit) as exit:
+        train.arguments().parse_args(["model=cnn"])
+    assert exit.value.code == 2
+    usage, error = capsys.readouterr().err.strip().splitlines()[-2:]
+    assert "python -m mnist_pipeline.adhoc key=value" in usage
+    assert error.endswith("unrecognized arguments: model=cnn")
 
 
 def test_tracking_experiment_must_be_named() -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -92,7 +91,6 @@ def test_params_rewritten_while_training_stops_the_stage_before_it_saves(
     params = tmp_path / "params.yaml"
     params.write_text(to_yaml(compose(overrides, conf_dir=CONF)))
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "argv", ["train", "--params", "params.yaml"])
 
     def rewrite_after_first_epoch() -> None:
         checkpoint = tmp_path / ".checkpoints" / "train" / "last.ckpt"
@@ -105,7 +103,7 @@ def test_params_rewritten_while_training_stops_the_stage_before_it_saves(
     other = threading.Thread(target=rewrite_after_first_epoch, daemon=True)
     other.start()
     with pytest.raises(ParamsChanged) as info:
-        train.stage()
+        train.stage(Path("params.yaml"))
     other.join()
     text = str(info.value)
     assert text.startswith("params.yaml changed while this stage ran") and "\n" not in text

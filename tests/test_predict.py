@@ -42,10 +42,9 @@ def folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def run(monkeypatch: pytest.MonkeyPatch, *args: str) -> tuple[int, str]:
     """predict's main in this process: (exit status, stdout)."""
-    monkeypatch.setattr(sys, "argv", ["predict", *args])
     out = io.StringIO()
     try:
-        predict.main(out)
+        predict.main(**vars(predict.arguments().parse_args(args)), out=out)
         return 0, out.getvalue()
     except SystemExit as e:
         return (0 if e.code is None else 1), out.getvalue()

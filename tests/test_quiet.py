@@ -95,7 +95,7 @@ finally:
         # imports mlflow before telemetry is turned off: its client exists, and is dropped
         "mnist_pipeline.evaluate",
         # an ad-hoc run: off before Hydra starts (a sweep opens its parent run before any job)
-        "mnist_pipeline.train",
+        "mnist_pipeline.adhoc",
     ],
 )
 @pytest.mark.slow  # a stage in a subprocess: imports torch and more
@@ -110,15 +110,20 @@ def test_stages_run_with_mlflow_telemetry_off(stage: str, tmp_path: Path) -> Non
     assert (state["setting"], state["disabled"], state["client"]) == (True, True, "None"), state
 
 
-def test_verbosity_flags_leave_the_stage_its_own_arguments() -> None:
-    """train reads `--params <file>` from sys.argv: -v/-q are taken out before it looks."""
-    from mnist_pipeline.runtime.logs import log_level
+def test_verbosity_flags_beside_a_commands_own_arguments(monkeypatch) -> None:
+    """-v/-q anywhere among a command's arguments; the last one given wins, then $LOG_LEVEL."""
+    import argparse
 
-    argv = ["train.py", "-v", "--params", "params.yaml", "-q"]
-    assert log_level(argv) == logging.WARNING  # the last one given wins
-    assert argv == ["train.py", "--params", "params.yaml"]
-    argv = ["train.py", "--params", "params.yaml", "--verbose"]
-    assert (log_level(argv), argv) == (logging.DEBUG, ["train.py", "--params", "params.yaml"])
+    from mnist_pipeline.runtime.logs import add_verbosity, log_level
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--params")
+    add_verbosity(parser)
+    args = parser.parse_args(["-v", "--params", "params.yaml", "-q"])
+    assert (log_level(args.verbosity), args.params) == (logging.WARNING, "params.yaml")
+    assert log_level(parser.parse_args(["--verbose"]).verbosity) == logging.DEBUG
+    monkeypatch.setenv("LOG_LEVEL", "warning")
+    assert log_level(parser.parse_args([]).verbosity) == logging.WARNING
 
 
 @pytest.fixture(scope="module")

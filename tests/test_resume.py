@@ -14,7 +14,7 @@ import torch
 
 from mnist_pipeline.config.params import compose
 from mnist_pipeline.training.build import build
-from mnist_pipeline.training.resume import Interrupted, Resume, fit_from
+from mnist_pipeline.training.resume import Interrupted, Resume
 from synthetic import write_processed
 from workspace import REPO
 
@@ -51,37 +51,45 @@ def weights(module: pl.LightningModule) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
 
+def fitted(cfg, processed: Path, resume: Resume, *callbacks: pl.Callback) -> pl.LightningModule:
+    """The recipe's order (`train.train`): the Resume among the callbacks, then `fit` in the run
+    it names (here an id; the recipe's comes from MLflow)."""
+    fit = build(cfg, processed, [resume, *callbacks])
+    resume.fit(fit, resume.run_id or "run")
+    return fit
+
+
 def test_resumed_training_ends_with_the_uninterrupted_weights(
     processed: Path, tmp_path: Path
 ) -> None:
     cfg = compose(OVERRIDES, conf_dir=REPO / "conf")
-    whole = build(cfg, processed, [Resume(tmp_path / "whole", "fp").start("run")])
-    fit_from(whole, None)
-    expected = weights(whole.module)
+    expected = weights(fitted(cfg, processed, Resume(tmp_path / "whole", "fp")).module)
 
-    resume = Resume(tmp_path / "killed", "fp")
-    first = build(cfg, processed, [resume.start("run"), KillAfter(2)])
     with pytest.raises(Killed):
-        fit_from(first, None)
-    assert not torch.equal(weights(first.module)["model.1.weight"], expected["model.1.weight"])
+        fitted(cfg, processed, Resume(tmp_path / "killed", "fp"), KillAfter(2))
 
-    interrupted = resume.find()
-    assert interrupted is not None and interrupted.run_id == "run"
-    second = build(cfg, processed, [resume.start("run")])  # a fresh process would re-seed too
-    fit_from(second, interrupted)
+    other = Resume(tmp_path / "killed", "another config")
+    assert other.interrupted is None and other.checkpoint.is_file()  # not its own: left alone
+    again = Resume(tmp_path / "killed", "fp")  # a fresh process, which re-seeds too
+    assert again.interrupted is not None and again.run_id == "run"
+    second = fitted(cfg, processed, again)
     assert second.trainer.current_epoch == 4
     resumed = weights(second.module)
     assert [k for k in expected if not torch.equal(resumed[k], expected[k])] == []
+    again.done()
+    assert not (tmp_path / "killed").exists()
 
 
 def test_checkpoint_holds_only_data(processed: Path, tmp_path: Path) -> None:
     """The random states included, all as data that weights_only=True loads."""
     cfg = compose([*OVERRIDES, "trainer.max_epochs=1", "scheduler=none"], conf_dir=REPO / "conf")
     resume = Resume(tmp_path, "fp")
-    fit_from(build(cfg, processed, [resume.start("run")]), None)
+    fitted(cfg, processed, resume)
     checkpoint = torch.load(resume.checkpoint, weights_only=True)
     assert checkpoint["epoch"] == 0
-    assert {"torch", "numpy", "python"} <= checkpoint["callbacks"]["EpochCheckpoint"]["rng"].keys()
+    state = checkpoint["callbacks"]["Resume"]
+    assert (state["fingerprint"], state["run_id"]) == ("fp", "run")
+    assert {"torch", "numpy", "python"} <= state["rng"].keys()
     assert "shuffles" in checkpoint["MNISTDataModule"]
     assert not list(tmp_path.glob("*.partial"))
 
@@ -104,12 +112,11 @@ def test_unloadable_checkpoint_is_set_aside_and_training_starts_afresh(
     damage, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     resume = Resume(tmp_path, "fp")
-    resume.start("run")  # the note matches: only the checkpoint is wrong
     damage(resume.checkpoint)
     damaged = resume.checkpoint.read_bytes()
 
     with caplog.at_level(logging.WARNING):
-        assert resume.find() is None
+        assert resume.interrupted is None and resume.run_id is None
     assert not resume.checkpoint.exists()
     aside = tmp_path / "last.ckpt.corrupt"
     assert aside.read_bytes() == damaged  # kept for a look, never resumed
@@ -118,18 +125,10 @@ def test_unloadable_checkpoint_is_set_aside_and_training_starts_afresh(
     assert str(aside) in record.getMessage()
     assert record.exc_info is None and "\n" not in record.getMessage()  # one line, no traceback
 
-    resume.start("run")  # a fresh training keeps the set-aside file out of its way
-    assert aside.exists() and resume.find() is None
-    resume.done()
-    assert aside.exists()
-
-
-def test_unreadable_run_note_starts_afresh(tmp_path: Path) -> None:
-    resume = Resume(tmp_path, "fp")
-    resume.start("run")
-    resume.note.write_text('{"fingerprint": "fp", "run_')  # cut short
-    torch.save({}, resume.checkpoint)
-    assert resume.find() is None
+    again = Resume(tmp_path, "fp")  # a fresh training keeps the set-aside file out of its way
+    assert again.interrupted is None
+    again.done()
+    assert aside.exists() and not resume.checkpoint.exists()
 
 
 def test_epoch_checkpoint_is_fsynced_then_renamed_then_its_folder_fsynced(
@@ -150,9 +149,7 @@ def test_epoch_checkpoint_is_fsynced_then_renamed_then_its_folder_fsynced(
     monkeypatch.setattr(os, "replace", spy_replace)
     cfg = compose([*OVERRIDES, "trainer.max_epochs=1", "scheduler=none"], conf_dir=REPO / "conf")
     resume = Resume(tmp_path / "ckpt", "fp")
-    checkpoint = resume.start("run")
-    events.clear()  # the run note's own atomic write is not what is checked here
-    fit_from(build(cfg, processed, [checkpoint]), None)
+    fitted(cfg, processed, resume)
     file, folder = resume.checkpoint.stat().st_ino, resume.folder.stat().st_ino
     assert events == [("fsync", file), ("replace", file), ("fsync", folder)]
 
@@ -169,11 +166,11 @@ class Payload:
 
 @pytest.fixture
 def poisoned(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Resume, Path]:
-    """A run note and a last.ckpt that runs code when unpickled, in an environment whose
-    torch.load would unpickle anything unless told weights_only=True."""
+    """A last.ckpt that runs code when unpickled, in an environment whose torch.load would
+    unpickle anything unless told weights_only=True."""
     marker = tmp_path / "pwned"
     resume = Resume(tmp_path / "ckpt", "fp")
-    resume.start("run")
+    resume.checkpoint.parent.mkdir()
     torch.save({"state_dict": {}, "loops": {}, "x": Payload(marker)}, resume.checkpoint)
     torch.load(resume.checkpoint, weights_only=False)  # the payload is live...
     assert marker.is_dir()
@@ -187,7 +184,7 @@ def test_checkpoint_with_code_is_refused_unrun(
 ) -> None:
     resume, marker = poisoned
     with caplog.at_level(logging.WARNING):
-        assert resume.find() is None
+        assert resume.interrupted is None
     assert not marker.exists()
     assert resume.checkpoint.with_name("last.ckpt.corrupt").exists()
     assert "last.ckpt" in caplog.text
@@ -195,10 +192,11 @@ def test_checkpoint_with_code_is_refused_unrun(
 
 def test_resuming_fit_loads_weights_only(poisoned: tuple[Resume, Path], processed: Path) -> None:
     resume, marker = poisoned
-    fit = build(compose(OVERRIDES, conf_dir=REPO / "conf"), processed, [])
+    fit = build(compose(OVERRIDES, conf_dir=REPO / "conf"), processed, [resume])
+    resume.interrupted = Interrupted(resume.checkpoint, "run")  # as if it had passed the check
     refused: Exception | None = None
     try:
-        fit_from(fit, Interrupted(resume.checkpoint, "run"))
+        resume.fit(fit, "run")
     except Exception as e:
         refused = e
     assert not marker.exists()  # nothing in the file was run...

@@ -1,7 +1,7 @@
 """Hydra sweeps on other launchers and sweepers, for real: submitit jobs (each point its own
 process), a SLURM submission as sbatch receives it, and an Optuna search on joblib workers.
 
-Each sweep runs `python -m mnist_pipeline.train -m` in a copy of the repo on tiny synthetic data
+Each sweep runs `python -m mnist_pipeline.adhoc -m` in a copy of the repo on tiny synthetic data
 and reads the MLflow store back: one parent run, a child per point, the best point on the parent.
 """
 
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow
 
 # After `_self_` in the copy's conf/config.yaml: one short epoch a point (8 batches of 64).
 TINY = {"data": {"batch_size": 64}, "trainer": {"max_epochs": 1, "enable_progress_bar": False}}
-SWEEP = [sys.executable, "-m", "mnist_pipeline.train", "-m"]
+SWEEP = [sys.executable, "-m", "mnist_pipeline.adhoc", "-m"]
 
 
 @pytest.fixture

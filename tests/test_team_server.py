@@ -95,7 +95,7 @@ def logged(tmp_path_factory: pytest.TempPathFactory, http_mirror: str) -> Iterat
             sweep = ["-m", "optimizer.lr=0.001,0.003", "trainer.max_epochs=1"]
             sweep.append(f"tracking.uri={env['MLFLOW_TRACKING_URI']}")
             no_env = {k: v for k, v in env.items() if k != "MLFLOW_TRACKING_URI"}
-            swept = run([sys.executable, "-m", "mnist_pipeline.train", *sweep], repo, no_env)
+            swept = run([sys.executable, "-m", "mnist_pipeline.adhoc", *sweep], repo, no_env)
             output = repro.stdout + repro.stderr + swept.stdout + swept.stderr
             yield Logged(url, db, s3, repo, env, output, log, cmdlines(server.pid), aliases)
         finally:

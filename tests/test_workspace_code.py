@@ -44,7 +44,7 @@ def test_as_dvc_yaml_runs_it_a_stage_imports_the_workspaces_code(second_clone: P
     [
         ["-m", "mnist_pipeline.check"],
         ["-m", "mnist_pipeline.train", "--params", "params.yaml"],  # the stage
-        ["-m", "mnist_pipeline.train", "trainer.max_epochs=1"],  # an ad-hoc run
+        ["-m", "mnist_pipeline.adhoc", "trainer.max_epochs=1"],  # an ad-hoc run
     ],
 )
 def test_another_checkouts_code_is_refused_naming_both(

@@ -1,4 +1,4 @@
-"""Ad-hoc Hydra runs and sweeps over conf/, started as `python -m mnist_pipeline.train key=value`.
+"""Ad-hoc Hydra runs and sweeps over conf/, started as `python -m mnist_pipeline.adhoc key=value`.
 
 Each run (or sweep point) trains, evaluates on the test set and tracks to MLflow like the
 pipeline, but writes into its own Hydra output folder, never into the DVC-tracked models/ and

@@ -15,7 +15,6 @@ import json
 import logging
 import sys
 from collections.abc import Iterable
-from functools import partial
 from pathlib import Path
 from typing import TextIO
 
@@ -33,7 +32,7 @@ BATCH = 256
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 
-def arguments(argv: list[str]) -> argparse.Namespace:
+def arguments() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m mnist_pipeline.predict",
         description="Predict the handwritten digit in image files (PNG, JPEG, BMP, GIF, WebP, "
@@ -43,24 +42,31 @@ def arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--model",
         help=f"a registry URI (default {loader.CHAMPION}, else {loader.FALLBACK}), an MLflow "
-        "model folder, "
-        "or a model file written by train",
+        "model folder, or a model file written by train",
     )
-    parser.add_argument("--json", action="store_true", help="print a JSON list, one per file")
-    parser.add_argument("--top", type=int, default=3, help="how many likeliest digits to show")
-    args = parser.parse_args(argv)
-    if not 1 <= args.top <= 10:
-        parser.error(f"--top {args.top}: give a number from 1 to 10")
-    return args
+    parser.add_argument(
+        "--json", dest="as_json", action="store_true", help="print a JSON list, one per file"
+    )
+    parser.add_argument("--top", type=top_count, default=3, help="how many likeliest digits (1-10)")
+    return parser
 
 
-def main(out: TextIO) -> None:
-    args = arguments(sys.argv[1:])
-    model = loader.load(args.model)
-    log.debug("predicting with %s", model.source)
+def top_count(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 10:
+        raise argparse.ArgumentTypeError(f"{text}: give a number from 1 to 10")
+    return int(text)
+
+
+def main(
+    paths: list[Path], model: str | None, as_json: bool, top: int, out: TextIO = sys.stdout
+) -> None:
+    """The answers go to `out` (the real stdout) even with -q, which silences only logs and
+    progress."""
+    served = loader.load(model)
+    log.debug("predicting with %s", served.source)
     results: list[dict] = []
     pixels, slots = [], []
-    for path, problem in progress(expand(args.paths)):
+    for path, problem in progress(expand(paths)):
         if problem is None:
             try:
                 pixels.append(load(path.read_bytes(), str(path)))
@@ -71,13 +77,13 @@ def main(out: TextIO) -> None:
                 problem = f"unreadable ({e.strerror or e})"
         results.append({"file": str(path)} | ({} if problem is None else {"error": problem}))
     if pixels:
-        probabilities = softmax(predict_batches(model.network, np.stack(pixels)))
+        probabilities = softmax(predict_batches(served.network, np.stack(pixels)))
         for slot, p in zip(slots, probabilities, strict=True):
-            results[slot] = answer(results[slot]["file"], p, args.top)
+            results[slot] = answer(results[slot]["file"], p, top)
     for result in results:
         if "error" in result:
             print(f"error: {result['file']}: {result['error']}", file=sys.stderr)
-    if args.json:
+    if as_json:
         json.dump(results, out, indent=1)
         out.write("\n")
     else:
@@ -147,5 +153,4 @@ def progress(entries: list[tuple[Path, str | None]]) -> Iterable[tuple[Path, str
 
 
 if __name__ == "__main__":
-    # The answers go to the real stdout even with -q, which silences only logs and progress.
-    run_stage(partial(main, sys.stdout), loader.ModelError, model_file.CheckpointError)
+    run_stage(main, loader.ModelError, model_file.CheckpointError, parser=arguments())

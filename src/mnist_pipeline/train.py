@@ -1,12 +1,10 @@
-"""Stage `train`: fit the configured model inside an MLflow run and save it; also ad-hoc runs.
+"""Stage `train`: fit the configured model inside an MLflow run, save it and publish it.
 
-    python -m mnist_pipeline.train --params params.yaml   # the DVC stage (what dvc.yaml runs)
-    python -m mnist_pipeline.train model=cnn trainer.max_epochs=2           # an ad-hoc run
-    python -m mnist_pipeline.train -m model=mlp,lenet5 optimizer.lr=0.001,0.01  # a sweep
+    python -m mnist_pipeline.train [--params params.yaml] [-q | -v]    # what dvc.yaml runs
 
-The stage reads params.yaml only and writes models/; ad-hoc runs (`adhoc.py`) compose conf/ with
-their overrides and write into Hydra's own output folder, never into the DVC-tracked models/ or
-reports/. Both run the recipe below and track to MLflow the same way.
+It reads its params file only, and writes models/. Ad-hoc runs and sweeps over conf/
+(`python -m mnist_pipeline.adhoc key=value`, `-m`) run the same recipe, `train` below, and write
+into Hydra's own output folder instead.
 """
 
 from __future__ import annotations
@@ -16,8 +14,7 @@ import gc
 if __name__ == "__main__":  # a command: no garbage collection while importing (runtime/command.py)
     gc.disable()
 
-import runpy
-import sys
+import argparse
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,6 +23,7 @@ from omegaconf import DictConfig
 
 from mnist_pipeline.config.checks import ConfigError, check_training
 from mnist_pipeline.config.guard import ParamsSnapshot, check_baseline
+from mnist_pipeline.config.params import PARAMS_FILE
 from mnist_pipeline.data import splits
 from mnist_pipeline.runtime.command import run_stage
 from mnist_pipeline.tracking.epochs import EpochMetrics
@@ -33,7 +31,7 @@ from mnist_pipeline.tracking.run import training_run
 from mnist_pipeline.tracking.store import TrackingError
 from mnist_pipeline.training import outputs
 from mnist_pipeline.training.build import build
-from mnist_pipeline.training.resume import EpochCheckpoint, fit_from, pipeline_resume
+from mnist_pipeline.training.resume import Resume
 from mnist_pipeline.utils.paths import PIPELINE, PROCESSED_DIR, Outputs
 
 
@@ -48,46 +46,48 @@ def train(
     write them (the stage checks that params.yaml did not change meanwhile)."""
     for name in ("train", "val"):  # damaged data fails here, before any MLflow run opens
         splits.load(data_dir, name)
-    # The pipeline resumes an interrupted training of the same config and data; ad-hoc runs,
+    # The pipeline goes on with an interrupted training of the same config and data; ad-hoc runs,
     # each in a fresh folder, start afresh.
-    resume = pipeline_resume(cfg, data_dir) if out == PIPELINE else None
+    resume = Resume.pipeline(cfg, data_dir) if out == PIPELINE else Resume.off()
     epochs = EpochMetrics()
     # Built before the run opens: the Trainer knows this process's global rank (from torchrun,
     # SLURM or Lightning's own launcher), and only rank 0 tracks and writes.
-    fit = build(cfg, data_dir, [epochs, *([EpochCheckpoint(resume)] if resume else [])])
-    interrupted = resume.find() if resume else None
-    resume_id, tracks = interrupted and interrupted.run_id, fit.trainer.is_global_zero
-
-    with training_run(cfg, data_dir, out, resume_id, tracks) as run_id:
-        if resume:
-            resume.note_run(run_id)
-        fit_from(fit, interrupted)  # loads the checkpoint, if any, as data only
+    fit = build(cfg, data_dir, [epochs, resume])
+    with training_run(cfg, data_dir, out, resume.run_id, fit.trainer.is_global_zero) as run_id:
+        resume.fit(fit, run_id)
         if not fit.trainer.is_global_zero:
             return False
         model = fit.module.model.cpu()
         before_save()
         outputs.save(cfg, out, data_dir, model, epochs.history)
         outputs.publish(cfg, out, data_dir, epochs)
-        if resume:
-            resume.done()
+    resume.done()
     return True
 
 
-def stage() -> None:
+def stage(params: Path) -> None:
     """The DVC stage: everything checked before any run opens or any output is replaced (DVC keeps
     the last good ones in place: `persist` in dvc.yaml); params.yaml checked unchanged before the
     outputs are written and again at the end (two `dvc exp run` in one workspace)."""
-    args = sys.argv[1:]
-    given = args[args.index("--params") + 1 :][:1]
-    if not given or given[0].startswith("-"):
-        raise ConfigError(
-            "--params needs the params file: `python -m mnist_pipeline.train --params params.yaml`"
-        )
     check_baseline()  # under `dvc exp run`: refuse to drop hand edits of params.yaml
-    params = ParamsSnapshot.read(given[0])
-    check_training(params.config, PROCESSED_DIR)
-    train(params.config, before_save=lambda: params.check("the model about to be saved"))
-    params.check("the model and curves just saved")
+    snapshot = ParamsSnapshot.read(params)
+    check_training(snapshot.config, PROCESSED_DIR)
+    train(snapshot.config, before_save=lambda: snapshot.check("the model about to be saved"))
+    snapshot.check("the model and curves just saved")
+
+
+def arguments() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m mnist_pipeline.train",
+        description="The DVC stage train: fit the model of a params file and save it to models/.",
+        usage="%(prog)s [--params FILE] [-q | -v]\n"
+        "ad-hoc runs and sweeps: python -m mnist_pipeline.adhoc key=value ... [-m]",
+    )
+    parser.add_argument(
+        "--params", type=Path, default=PARAMS_FILE, metavar="FILE",
+        help=f"the resolved config to train (default {PARAMS_FILE})",
+    )  # fmt: skip
+    return parser
 
 
 # What a training can refuse: each is one paragraph for the user, never a traceback.
@@ -95,8 +95,4 @@ EXPECTED = (InstantiationException, FileNotFoundError, ConfigError, FloatingPoin
 EXPECTED += (splits.DataError, TrackingError)
 
 if __name__ == "__main__":
-    if "--params" in sys.argv:
-        run_stage(stage, *EXPECTED)
-    else:  # an ad-hoc run or sweep, never part of the DVC stage. Run by name, not imported:
-        # `adhoc` imports this module's recipe, and the train stage must not depend on its code.
-        runpy.run_module("mnist_pipeline.adhoc", run_name="__main__", alter_sys=True)
+    run_stage(stage, *EXPECTED, parser=arguments())

@@ -4,6 +4,7 @@ an exit status, never a traceback or a credential. Stages (`run_stage`), ad-hoc 
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import gc
 import logging
@@ -12,8 +13,9 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
-from mnist_pipeline.runtime.logs import log_level, setup_logging
+from mnist_pipeline.runtime.logs import add_verbosity, log_level, setup_logging
 from mnist_pipeline.runtime.privacy import keep_private
 from mnist_pipeline.runtime.workspace import WrongCheckout, check_workspace_code
 from mnist_pipeline.utils.errors import Terminated, interruption
@@ -61,12 +63,21 @@ def reported(stage: str, expected: tuple[type[BaseException], ...], again: str) 
         sys.exit(1)
 
 
-def run_stage(main: Callable[[], None], *expected: type[BaseException]) -> None:
-    """Run a stage with the project's logging, its errors `reported`."""
-    level = log_level(sys.argv)
+def run_stage(
+    main: Callable[..., None],
+    *expected: type[BaseException],
+    parser: argparse.ArgumentParser | None = None,
+) -> None:
+    """Run a command: its arguments parsed (`parser`'s, and everyone's -q/-v) and given to `main`
+    as keywords, the project's logging set up, its errors `reported`."""
+    script = Path(sys.argv[0])  # `python -m mnist_pipeline.demo`: .../demo/__main__.py
+    stage = script.parent.name if script.stem == "__main__" else script.stem
+    parser = parser or argparse.ArgumentParser(prog=f"python -m mnist_pipeline.{stage}")
+    add_verbosity(parser)
+    arguments = vars(parser.parse_args())
+    level = log_level(arguments.pop("verbosity"))
     setup_logging(level)
     log = logging.getLogger(__name__)
-    stage = os.path.splitext(os.path.basename(sys.argv[0]))[0]
     log.debug("%s: starting in %s (python %s)", stage, os.getcwd(), sys.version.split()[0])
     started = time.perf_counter()
     again = "Run `dvc repro` again to go on (a training resumes from its last epoch)."
@@ -75,7 +86,7 @@ def run_stage(main: Callable[[], None], *expected: type[BaseException]) -> None:
             quiet.enter_context(
                 contextlib.redirect_stdout(quiet.enter_context(open(os.devnull, "w")))
             )
-        main()
+        main(**arguments)
     log.debug("%s: done in %.1f s", stage, time.perf_counter() - started)
     # What is left lives until exit: exempt it from the garbage collector, whose passes over
     # torch's, Lightning's and MLflow's objects are most of Python's exit (docs/results.md).

@@ -11,6 +11,7 @@ project's debug lines; `-q` (WARNING) keeps only warnings and errors, and no pro
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import sys
@@ -23,18 +24,20 @@ PROJECT_LOGGERS = ("mnist_pipeline", "__main__")
 FORMAT = "%(levelname)s %(name)s: %(message)s"
 
 
-def log_level(argv: list[str]) -> int:
-    """The level asked for by -v/--verbose or -q/--quiet, else $LOG_LEVEL, else INFO.
+def add_verbosity(parser: argparse.ArgumentParser) -> None:
+    """Every command's -v/--verbose and -q/--quiet (the last one given wins)."""
+    group = parser.add_argument_group("logging (default: $LOG_LEVEL, else INFO)")
+    for flags, level, text in (
+        (("-v", "--verbose"), logging.DEBUG, "the project's debug lines and libraries' INFO lines"),
+        (("-q", "--quiet"), logging.WARNING, "warnings and errors only, no progress output"),
+    ):
+        group.add_argument(*flags, dest="verbosity", action="store_const", const=level, help=text)
 
-    The flags are taken out of `argv`, so a stage reading its own arguments (train's `--params`)
-    never sees them.
-    """
-    flags = {"-v": logging.DEBUG, "--verbose": logging.DEBUG, "-q": logging.WARNING}
-    flags["--quiet"] = logging.WARNING
-    given = [arg for arg in argv[1:] if arg in flags]
-    argv[1:] = [arg for arg in argv[1:] if arg not in flags]
-    if given:
-        return flags[given[-1]]
+
+def log_level(verbosity: int | None) -> int:
+    """The level asked for by -v or -q, else $LOG_LEVEL, else INFO."""
+    if verbosity is not None:
+        return verbosity
     name = os.environ.get("LOG_LEVEL", "INFO").strip().upper()
     if name not in LEVELS:
         raise SystemExit(f"error: LOG_LEVEL={name!r}: use one of {', '.join(LEVELS)}")
