@@ -9,6 +9,7 @@ from pathlib import Path
 
 import mlflow
 import yaml
+from mlflow.exceptions import MlflowException
 
 from mnist_pipeline.tracking.store import project_root
 
@@ -46,4 +47,12 @@ def log_dataset(data_dir: Path) -> None:
     # Relative to the repository: an absolute path would name this machine's folders.
     source = LocalArtifactDatasetSource(os.path.relpath(data_dir.resolve(), project_root()))
     dataset = MetaDataset(source, name="mnist-processed", digest=processed_data_digest(data_dir))
-    mlflow.log_input(dataset, context="training")
+    try:
+        mlflow.log_input(dataset, context="training")
+    except MlflowException as e:
+        # Parallel runs (a sweep on joblib workers) logging new data at once race in MLflow's
+        # SQL store: it looks the dataset up, then inserts it, and the slower run's insert fails
+        # on the unique key. Again, it finds the dataset the faster run inserted.
+        if not any(word in str(e) for word in ("UNIQUE constraint", "duplicate key")):
+            raise
+        mlflow.log_input(dataset, context="training")
