@@ -7,6 +7,7 @@ import base64
 import http.client
 import io
 import json
+import socket
 import subprocess
 import sys
 import threading
@@ -102,6 +103,32 @@ def test_a_huge_upload_is_refused_unread(address: str) -> None:
     headers = {"Content-Length": str(50 * 1024 * 1024)}
     status, _, body = request(address, "POST", "/api/predict", b"", headers)
     assert status == 413 and "too large" in json.loads(body)["error"]
+
+
+@pytest.mark.parametrize(
+    ("length", "status", "says"),
+    [
+        ("-1", 400, "is not a number of bytes"),  # rfile.read(-1): until the client closes
+        ("abc", 400, "is not a number of bytes"),  # int("abc"): a ValueError mid-request
+        (None, 400, "with a Content-Length"),
+        (str(21 * 1024 * 1024), 413, "too large for an image of a digit"),
+    ],
+)
+def test_a_bad_content_length_is_answered_at_once(
+    address: str, length: str | None, status: int, says: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The client keeps its connection open, having sent part of a body: the answer comes at
+    once, and the server logs no traceback."""
+    host, port = address.split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as client:
+        header = "" if length is None else f"Content-Length: {length}\r\n"
+        client.sendall(f"POST /api/predict HTTP/1.1\r\nHost: x\r\n{header}\r\n".encode())
+        client.sendall(b"\x89PNG part of a body")
+        reply = client.makefile("rb").read()  # the server closes after answering
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(f"HTTP/1.1 {status}".encode()), head
+    assert says in json.loads(body)["error"]
+    assert "Traceback" not in caplog.text
 
 
 def test_the_page_and_its_files_come_from_the_demo_alone(address: str) -> None:

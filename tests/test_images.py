@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from mnist_pipeline.serving.images import ImageError, decode, load, to_mnist
+from mnist_pipeline.serving.images import MAX_BYTES, WORK, ImageError, decode, load, to_mnist
 
 
 def page(size=(300, 220), box=(60, 30, 140, 190), ink="black", paper="white", mode="RGB"):
@@ -105,3 +105,29 @@ def test_decode_turns_photos_upright_and_takes_the_first_frame() -> None:
     frames = [page(), Image.new("RGB", (300, 220), "white")]
     gif = encoded(frames[0], "GIF", save_all=True, append_images=frames[1:])
     assert np.abs(load(gif, "anim.gif") - REFERENCE).mean() < 6.0
+
+
+def test_a_picture_over_the_pixel_limit_is_refused_naming_the_limit() -> None:
+    """A small PNG can hold a huge blank picture: refused from its header, before decoding."""
+    data = encoded(Image.new("1", (5001, 5000), 1))  # 25,005,000 pixels in a few KB
+    assert len(data) < 100_000
+    with pytest.raises(ImageError, match=r"^big\.png: 5001x5000 pixels is more than the 25 mill"):
+        load(data, "big.png")
+
+
+def test_a_file_over_the_byte_limit_is_refused_unread() -> None:
+    with pytest.raises(ImageError, match=r"^huge\.png: more than 20,971,520 bytes, too large"):
+        load(b"\x89PNG" + bytes(MAX_BYTES), "huge.png")
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_a_large_picture_is_worked_on_reduced_and_reads_the_same(fmt: str) -> None:
+    """A JPEG decoded at reduced scale, any other format reduced right after decoding: the work
+    that follows is on at most WORK pixels a side, and the digit comes out as drawn small."""
+    big = page(size=(4000, 3000), box=(1400, 600, 2200, 2400)).resize((4000, 3000))
+    pen = ImageDraw.Draw(big)
+    pen.line([(2050, 2400), (2050, 600), (1400, 1680), (2200, 1680)], "black", 120)
+    image = decode(encoded(big, fmt), "big")
+    assert max(image.size) <= WORK
+    small = load(encoded(big.resize((400, 300)), fmt), "small")
+    assert np.corrcoef(to_mnist(image).ravel(), small.ravel())[0, 1] > 0.95

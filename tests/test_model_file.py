@@ -168,3 +168,42 @@ def test_the_same_weights_give_the_same_bytes(tmp_path: Path) -> None:
     assert first == (tmp_path / "elsewhere" / "other.pt").read_bytes()
     model_file.save(tmp_path / "model.pt", model, cfg, NORM)  # over itself, a new temporary name
     assert (tmp_path / "model.pt").read_bytes() == first
+
+
+def edited(tmp_path: Path, edit) -> Path:
+    """A model file loaded as data, edited, and saved again, as a user or an attacker would."""
+    path = tmp_path / "model.pt"
+    model_file.save(path, ConvNet(), {"_target_": "mnist_pipeline.model.networks.ConvNet"},
+                    {"mean": 0.13, "std": 0.31})  # fmt: skip
+    payload = torch.load(path, weights_only=True)
+    edit(payload)
+    torch.save(payload, path)
+    return path
+
+
+def nan_weight(payload: dict) -> None:
+    payload["state_dict"]["3.weight"][0, 0, 0, 0] = float("nan")
+
+
+@pytest.mark.parametrize(
+    ("edit", "named"),
+    [
+        (lambda p: p["normalisation"].update(std=0.0), "positive, finite std"),
+        (lambda p: p["normalisation"].update(std=float("nan")), "positive, finite std"),
+        (lambda p: p["normalisation"].update(mean=float("inf")), "finite mean"),
+        (nan_weight, "weights 3.weight hold NaN"),
+        (lambda p: p["model"].update(hidden=[-5]), "model.hidden=[-5]"),
+        (lambda p: p["model"].update(hidden=[10**12]), "model.hidden=[1000000000000]"),
+        (lambda p: p["model"].update(channels=[6, 10**9]), "model.channels=[6, 1000000000]"),
+    ],
+    ids=["zero-std", "nan-std", "inf-mean", "nan-weight", "negative-width", "huge-width",
+         "huge-channels"],
+)  # fmt: skip
+def test_a_file_that_would_answer_nonsense_is_refused_naming_the_field(
+    tmp_path: Path, edit, named: str
+) -> None:
+    """NaN answers with exit 0, or an allocation of terabytes, before; now one line."""
+    with pytest.raises(model_file.CheckpointError) as info:
+        model_file.load(edited(tmp_path, edit))
+    message = str(info.value)
+    assert named in message and "\n" not in message, message

@@ -68,10 +68,34 @@ def test_too_many_valid_stages_names_the_knob():
 
 
 def test_huge_stride_names_the_knob():
-    with pytest.raises(ValueError, match=r"model\.stride=100") as info:
+    with pytest.raises(ValueError, match=r"model\.stride=100 .* from 1 to 28"):
         ConvNet(stride=100)
-    assert "model.padding='same'" in str(info.value)
-    assert "convolution 1" in str(info.value)
+    with pytest.raises(ValueError, match=r"model\.stride=20") as info:
+        ConvNet(stride=20)  # 28 → 2 → pooled to 1 → below 1x1 at the second convolution
+    assert "model.padding='valid'" in str(info.value)
+    assert "convolution 2" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "kwargs, knob",
+    [
+        ({"hidden": [-5]}, "hidden"),
+        ({"hidden": [10**12]}, "hidden"),
+        ({"channels": [0, 16]}, "channels"),
+        ({"channels": [6, 2.5]}, "channels"),
+    ],
+)
+def test_layer_sizes_out_of_range_are_refused_before_allocation(kwargs, knob):
+    with pytest.raises(ValueError, match=rf"model\.{knob}=.*whole number from 1 to 4096"):
+        ConvNet(**kwargs)
+    if knob == "hidden":
+        with pytest.raises(ValueError, match=r"model\.hidden="):
+            MLP(**kwargs)
+
+
+def test_too_many_parameters_are_refused_before_allocation():
+    with pytest.raises(ValueError, match=r"50,000,000 allowed"):
+        MLP(hidden=[4096, 4096, 4096, 4096])  # 3.2M + 3 x 16.8M
 
 
 def test_stride_below_one_is_refused():
@@ -81,7 +105,7 @@ def test_stride_below_one_is_refused():
 
 @pytest.mark.parametrize("kernel_size", [0, -3, 2.5, True])
 def test_kernel_size_names_the_knob_and_its_values(kernel_size):
-    with pytest.raises(ValueError, match=r"model\.kernel_size=.* at least 1 \(the side of each"):
+    with pytest.raises(ValueError, match=r"model\.kernel_size=.* from 1 to 28 \(the side of each"):
         ConvNet(kernel_size=kernel_size)
 
 

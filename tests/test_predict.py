@@ -16,6 +16,7 @@ import torch
 from mnist_pipeline import predict
 from mnist_pipeline.model import model_file
 from mnist_pipeline.model.networks import ConvNet
+from mnist_pipeline.serving import loader
 from mnist_pipeline.serving.images import load
 from test_images import encoded, page
 from workspace import clean_env
@@ -115,3 +116,51 @@ def test_no_model_is_one_line_and_exit_status_1(folder: Path) -> None:
     (line,) = [x for x in result.stderr.splitlines() if x.startswith("error:")]
     assert "No model yet" in line and "models/model.pt" in line
     assert "make repro" in line and result.stdout == ""
+
+
+def test_run_under_the_project_folder_it_finds_the_projects_model(
+    folder: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """From a subfolder, as git and DVC do: the nearest folder up holding dvc.yaml."""
+    (folder / "dvc.yaml").write_text("stages: {}\n")
+    monkeypatch.chdir(folder / "digits")
+    status, out = run(monkeypatch, "a.png", "--json")
+    assert status == 0 and json.loads(out)[0]["file"] == "a.png"
+    assert f"using {folder.resolve() / 'models' / 'model.pt'} instead" in caplog.text
+    assert f"no tracking store {folder.resolve() / 'mlflow.db'}" in caplog.text
+
+
+def test_run_outside_any_project_it_says_where_it_looked(
+    folder: Path, monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    (elsewhere / "a.png").write_bytes((folder / "digits" / "a.png").read_bytes())
+    monkeypatch.chdir(elsewhere)
+    with pytest.raises(loader.ModelError) as info:
+        run(monkeypatch, "a.png")
+    message = str(info.value)
+    assert f"no tracking store {elsewhere.resolve() / 'mlflow.db'}" in message
+    assert "no models/model.pt" in message and "--model" in message
+    assert "MLFLOW_TRACKING_URI" in message and ".." not in message.replace("../", "")
+
+
+def test_a_model_given_that_does_not_exist_is_named_without_pipeline_advice(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(model_file.CheckpointError) as info:
+        run(monkeypatch, "digits/a.png", "--model", "/nonexistent/model.pt")
+    assert str(info.value) == (
+        "/nonexistent/model.pt cannot be read as a model file (no such file)."
+    )
+
+
+def test_a_file_over_the_byte_limit_is_refused_without_reading_it_whole(
+    folder: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    with open(folder / "digits" / "huge.png", "wb") as f:
+        f.truncate(2 * 1024**3)  # 2 GB, sparse: nothing written to disk
+    status, out = run(monkeypatch, "digits/huge.png", "digits/a.png")
+    assert status == 1 and out.startswith("digits/a.png: ")
+    assert (
+        "error: digits/huge.png: more than 20,971,520 bytes, too large" in capsys.readouterr().err
+    )

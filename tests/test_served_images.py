@@ -140,6 +140,11 @@ def test_rest_server_cli_and_python_give_the_same_answer(
         np.testing.assert_allclose(answer["predictions"], logits, rtol=1e-5, atol=1e-5)
         status, answer = post(port, {"inputs": {"image": ["aGVsbG8="]}})  # "hello"
         assert status == 400 and "image 0: not an image" in answer["message"], answer
+        garbage = base64.b64encode(bytes(3_000_000)).decode()  # 4 MB of base64, no image
+        status, answer = post(port, {"inputs": {"image": [garbage]}})
+        assert status == 400 and len(answer["message"]) <= 1000, len(answer["message"])
+        assert answer["message"].endswith("Nothing was predicted."), answer["message"][-200:]
+        assert "image 0: not an image" in answer["message"]
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(server.pid, signal.SIGTERM)

@@ -43,14 +43,20 @@ DAMAGE: dict[str, Callable[[Path], object]] = {
 
 
 @pytest.mark.parametrize("damage", DAMAGE.values(), ids=DAMAGE.keys())
-def test_an_unreadable_model_file_is_refused_naming_it(tmp_path: Path, damage) -> None:
-    path = tmp_path / "model.pt"
-    damage(path)
-    with pytest.raises(model_file.CheckpointError) as info:
-        model_file.load(path)
-    message = str(info.value)
-    assert str(path) in message and "dvc repro train" in message and "dvc pull" in message
-    assert "\n" not in message
+def test_an_unreadable_model_file_is_refused_naming_it(
+    tmp_path: Path, damage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pipeline's own models/model.pt with the pipeline's remedies; any other file named
+    alone (`--model /elsewhere.pt` is no DVC output to repro or pull)."""
+    monkeypatch.chdir(tmp_path)
+    Path("models").mkdir()
+    for path, remedies in ((Path("models/model.pt"), True), (tmp_path / "given.pt", False)):
+        damage(path)
+        with pytest.raises(model_file.CheckpointError) as info:
+            model_file.load(path)
+        message = str(info.value)
+        assert str(path) in message and "\n" not in message
+        assert ("dvc repro train" in message and "dvc pull" in message) == remedies, message
 
 
 def record_for(model: Path) -> None:

@@ -25,7 +25,7 @@ from torch import nn
 from mnist_pipeline.model import model_file
 from mnist_pipeline.runtime.command import run_stage
 from mnist_pipeline.serving import loader
-from mnist_pipeline.serving.images import ImageError, load
+from mnist_pipeline.serving.images import ImageError, load, read
 
 log = logging.getLogger(__name__)
 BATCH = 256
@@ -69,7 +69,7 @@ def main(
     for path, problem in progress(expand(paths)):
         if problem is None:
             try:
-                pixels.append(load(path.read_bytes(), str(path)))
+                pixels.append(load(read(path), str(path)))
                 slots.append(len(results))
             except ImageError as e:
                 problem = str(e).removeprefix(f"{path}: ")

@@ -11,9 +11,11 @@ the page says how to train one, and every later request looks again, so a page r
 
 from __future__ import annotations
 
+import http.client
 import http.server
 import json
 import logging
+import re
 import threading
 import time
 import urllib.parse
@@ -22,7 +24,7 @@ from pathlib import Path
 
 from mnist_pipeline.demo.model import about, answer, open_model
 from mnist_pipeline.model.model_file import CheckpointError
-from mnist_pipeline.serving.images import ImageError
+from mnist_pipeline.serving.images import MAX_BYTES, TOO_LARGE, ImageError
 from mnist_pipeline.serving.loader import Loaded
 
 log = logging.getLogger(__name__)
@@ -31,7 +33,6 @@ STATIC = {
     "/demo.js": ("demo.js", "text/javascript; charset=utf-8"),
     "/demo.css": ("demo.css", "text/css; charset=utf-8"),
 }
-MAX_UPLOAD = 20 * 1024 * 1024  # bytes; a photo of a digit is far smaller
 # Nothing from anywhere but this server: the page works offline, and cannot leak what is drawn.
 POLICY = "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'"
 
@@ -80,10 +81,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if url.path != "/api/predict":
             self.send_json(404, {"error": f"no endpoint {url.path}"})
             return
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_UPLOAD:
-            self.close_connection = True  # the body is left unread
-            self.send_json(413, {"error": f"{length:,} bytes is too large for an image of a digit"})
+        length, problem = body_length(self.headers)
+        if problem:
+            self.close_connection = True  # the body, if any, is left unread
+            self.send_json(413 if length > MAX_BYTES else 400, {"error": problem})
             return
         data = self.rfile.read(length)
         name = urllib.parse.parse_qs(url.query).get("name", ["the image"])[0][:200]
@@ -113,6 +114,19 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: object) -> None:
         log.debug("%s %s", self.address_string(), format % args)
+
+
+def body_length(headers: http.client.HTTPMessage) -> tuple[int, str | None]:
+    """The body's length from Content-Length, and why the request is refused unread, if it is:
+    no length or one that is not a number (`rfile.read(-1)` would read until the client stops),
+    or more than `MAX_BYTES`. Chunked bodies are not read: a browser's upload has a length."""
+    text = headers.get("Content-Length")
+    if headers.get("Transfer-Encoding") or text is None:
+        return 0, "send the image file with a Content-Length (no chunked transfer)"
+    if not re.fullmatch(r"[0-9]{1,12}", text.strip()):
+        return 0, f"Content-Length: {text[:40]!r} is not a number of bytes"
+    length = int(text)
+    return length, f"{length:,} bytes: {TOO_LARGE}" if length > MAX_BYTES else None
 
 
 def make_server(host: str, port: int, given: Path | None) -> http.server.ThreadingHTTPServer:

@@ -11,6 +11,7 @@ elsewhere cannot run code when opened.
 from __future__ import annotations
 
 import inspect
+import math
 import pickle
 import zipfile
 from pathlib import Path
@@ -21,6 +22,7 @@ from torch import nn
 
 from mnist_pipeline.model.networks import MLP, ConvNet, Standardise
 from mnist_pipeline.utils.atomic import atomic_path
+from mnist_pipeline.utils.paths import PIPELINE
 
 NETWORKS: dict[str, type[nn.Module]] = {
     "mnist_pipeline.model.networks.MLP": MLP,
@@ -71,10 +73,21 @@ def load(path: Path) -> tuple[nn.Module, dict[str, float]]:
     norm = payload["normalisation"]
     if not (isinstance(norm, dict) and all(plain_number(norm.get(k)) for k in ("mean", "std"))):
         raise CheckpointError(f"{path}: normalisation={norm!r} is not a plain mean and std")
+    if not (math.isfinite(norm["mean"]) and math.isfinite(norm["std"]) and norm["std"] > 0):
+        raise CheckpointError(
+            f"{path}: normalisation={norm!r} needs a finite mean and a positive, finite std "
+            "(every answer would be NaN)"
+        )
     try:
         model.load_state_dict(payload["state_dict"])
     except (RuntimeError, TypeError, AttributeError) as e:
         raise CheckpointError(f"{path}: the weights do not fit the network it names ({e})") from e
+    bad = [name for name, t in model.state_dict().items() if not torch.isfinite(t).all()]
+    if bad:
+        raise CheckpointError(
+            f"{path}: weights {', '.join(bad[:5])} hold NaN or infinite values (a training that "
+            "diverged, or a damaged file); every answer would be NaN"
+        )
     return model.eval(), {"mean": float(norm["mean"]), "std": float(norm["std"])}
 
 
@@ -101,10 +114,13 @@ def check_readable(path: Path) -> None:
 
 
 def unreadable(path: Path, reason: str) -> CheckpointError:
-    return CheckpointError(
-        f"{path} cannot be read as a model file ({reason}). Run `dvc repro train` to train it "
-        "again, or `dvc pull` to fetch it from the DVC remote."
+    """The pipeline's own model file gets the pipeline's remedies; any other, none to guess."""
+    remedy = (
+        " Run `dvc repro train` to train it again, or `dvc pull` to fetch it from the DVC remote."
+        if path.resolve() == PIPELINE.model.resolve()
+        else ""
     )
+    return CheckpointError(f"{path} cannot be read as a model file ({reason}).{remedy}")
 
 
 def load_served(path: Path) -> nn.Module:

@@ -9,6 +9,7 @@ lives in the cross-entropy loss).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import pairwise
 from typing import TypeVar
 
 import torch
@@ -27,6 +28,29 @@ KNOBS = {
     "kernel_size": "the side of each square filter: 3 and 5 are usual",
     "stride": "how far each filter moves between positions: 1 keeps every position",
 }
+# Sizes are checked before any layer is allocated: a config, or a model file from elsewhere,
+# asking for `hidden: [1000000000000]` gets one line naming the knob, not an allocation failure.
+MAX_WIDTH = 4096  # units in a fully connected layer, or maps of a convolution
+MAX_PARAMETERS = 50_000_000  # 200 MB of float32 weights: far above any network for MNIST here
+
+
+def widths(values: Sequence[int], knob: str) -> list[int]:
+    values = list(values)
+    if any(
+        not isinstance(w, int) or isinstance(w, bool) or not 1 <= w <= MAX_WIDTH for w in values
+    ):
+        raise ValueError(
+            f"model.{knob}={values!r}: each must be a whole number from 1 to {MAX_WIDTH}"
+        )
+    return values
+
+
+def check_parameters(count: int) -> None:
+    if count > MAX_PARAMETERS:
+        raise ValueError(
+            f"the model's layer sizes give {count:,} parameters, more than the "
+            f"{MAX_PARAMETERS:,} allowed: make model.channels or model.hidden smaller"
+        )
 
 
 def choose(table: dict[str, T], value: str, knob: str) -> T:
@@ -56,10 +80,18 @@ def conv_output_size(size: int, kernel_size: int, padding: int, stride: int) -> 
 
 
 def head(
-    in_features: int, hidden: Sequence[int], activation: str, dropout: float
+    in_features: int,
+    hidden: Sequence[int],
+    activation: str,
+    dropout: float,
+    before: int = 0,
 ) -> list[nn.Module]:
-    """Fully connected layers ending in the 10 class logits."""
+    """Fully connected layers ending in the 10 class logits; `before`: the parameters of the
+    layers before them, for the size check."""
     act = choose(ACTIVATIONS, activation, "activation")
+    hidden = widths(hidden, "hidden")
+    sizes = [in_features, *hidden, NUM_CLASSES]
+    check_parameters(before + sum(a * b for a, b in pairwise(sizes)))
     layers: list[nn.Module] = [nn.Flatten()]
     for width in hidden:
         layers += [nn.Linear(in_features, width), act()]
@@ -109,12 +141,17 @@ class ConvNet(nn.Sequential):
         augment_stroke: float = 0.0,
     ) -> None:
         for knob, value in {"kernel_size": kernel_size, "stride": stride}.items():
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            if (
+                not isinstance(value, int)
+                or isinstance(value, bool)
+                or not 1 <= value <= IMAGE_SIZE
+            ):
                 raise ValueError(
-                    f"model.{knob}={value!r} must be a whole number of pixels, at least 1 "
-                    f"({KNOBS[knob]})"
+                    f"model.{knob}={value!r} must be a whole number of pixels from 1 to "
+                    f"{IMAGE_SIZE} ({KNOBS[knob]})"
                 )
         act, pool_cls = choose(ACTIVATIONS, activation, "activation"), choose(POOLS, pool, "pool")
+        channels = widths(channels, "channels")
         paddings = per_layer(padding, len(channels), "padding")
         pool_sizes = per_layer(pool_size, len(channels), "pool_size")
         augment = Augment(
@@ -125,7 +162,7 @@ class ConvNet(nn.Sequential):
             augment_stroke,
         )
         layers: list[nn.Module] = [augment] if augment.active else []
-        size, in_ch = IMAGE_SIZE, 1
+        size, in_ch, parameters = IMAGE_SIZE, 1, 0
         for i, (out_ch, mode, pool_k) in enumerate(
             zip(channels, paddings, pool_sizes, strict=True)
         ):
@@ -137,6 +174,8 @@ class ConvNet(nn.Sequential):
                     f"model.stride={stride} and model.pool_size={pool_k} shrinks the feature "
                     f"map below 1x1 at convolution {i + 1} of {len(channels)}"
                 )
+            parameters += kernel_size * kernel_size * in_ch * out_ch
+            check_parameters(parameters)
             layers.append(nn.Conv2d(in_ch, out_ch, kernel_size, stride, pad, bias=not batch_norm))
             if batch_norm:
                 layers.append(nn.BatchNorm2d(out_ch))
@@ -144,7 +183,9 @@ class ConvNet(nn.Sequential):
                 layers.append(pool_cls(pool_k))
             layers.append(act())
             in_ch = out_ch
-        super().__init__(*layers, *head(in_ch * size * size, hidden, activation, dropout))
+        super().__init__(
+            *layers, *head(in_ch * size * size, hidden, activation, dropout, parameters)
+        )
 
 
 class Standardise(nn.Module):

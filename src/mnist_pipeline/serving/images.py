@@ -10,12 +10,19 @@ at any size and place: so find the ink whichever its polarity, crop to it, and d
 Pillow reads PNG, JPEG, BMP, GIF, WebP and TIFF. A file is read whole before it is trusted:
 `Image.open` only parses the header, so a file cut short would otherwise fail later, in the
 middle of preprocessing, with an error that names neither the file nor the problem.
+
+The work for any file is bounded: at most `MAX_BYTES` read, at most `MAX_PIXELS` decoded (a JPEG
+is decoded at a reduced scale first, which its format allows), and the picture reduced to
+`WORK` pixels on its longer side before any arithmetic on it. A digit needs no more: it ends up
+20 pixels tall. A small PNG can hold a huge, blank picture (Pillow's own bomb limit is 89
+million pixels), which would otherwise cost gigabytes per request (docs/results.md).
 """
 
 from __future__ import annotations
 
 import io
 import warnings
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
@@ -28,6 +35,9 @@ MIN_CONTRAST = 24.0  # grey levels between paper and ink below which an image is
 RESAMPLING = Image.Resampling.LANCZOS
 PAPER = 0.2  # ink weaker than this fraction of the ink's level is paper texture, noise or JPEG
 TRIM = 0.002  # mass left out at each side of the crop: a speck of dust does not widen it
+MAX_BYTES = 20 * 1024 * 1024  # a file; a photo of a digit is far smaller
+MAX_PIXELS = 25_000_000  # decoded; a 24-megapixel photo passes whole, a JPEG of any size reduced
+WORK = 1024  # the longer side the picture is reduced to before any arithmetic
 
 
 class ImageError(ValueError):
@@ -36,18 +46,30 @@ class ImageError(ValueError):
 
 
 def decode(data: bytes, name: str) -> Image.Image:
-    """The image in `data` (the first frame of an animation), turned upright as its EXIF says."""
+    """The image in `data` (the first frame of an animation), at most `WORK` pixels on its longer
+    side, turned upright as its EXIF says."""
     if not data:
         raise ImageError(f"{name}: the file is empty (0 bytes)")
+    if len(data) > MAX_BYTES:
+        raise ImageError(f"{name}: {TOO_LARGE}")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data), formats=FORMATS)
+            image.draft(image.mode, (WORK, WORK))  # JPEG: decoded at 1/2, 1/4 or 1/8 scale
+            if image.width * image.height > MAX_PIXELS:
+                raise ImageError(
+                    f"{name}: {image.width}x{image.height} pixels is more than the "
+                    f"{MAX_PIXELS // 1_000_000} million accepted; scale the picture down"
+                )
             image.load()
+            image = reduced(image)
     except UnidentifiedImageError:
         raise ImageError(
             f"{name}: not an image ({len(data)} bytes in none of {', '.join(FORMATS)})"
         ) from None
+    except ImageError:
+        raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise ImageError(f"{name}: too large to be a digit ({one_line(e)})") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:  # damaged or cut short
@@ -57,6 +79,30 @@ def decode(data: bytes, name: str) -> Image.Image:
     if image.width == 0 or image.height == 0:
         raise ImageError(f"{name}: the image is empty ({image.width}x{image.height} pixels)")
     return ImageOps.exif_transpose(image) or image
+
+
+TOO_LARGE = f"more than {MAX_BYTES:,} bytes, too large for an image of a digit"
+
+
+def read(path: Path) -> bytes:
+    """The file's bytes, at most `MAX_BYTES` + 1 of them: enough to tell one that is too large."""
+    with open(path, "rb") as file:
+        return file.read(MAX_BYTES + 1)
+
+
+def reduced(image: Image.Image) -> Image.Image:
+    """At most `WORK` pixels on the longer side, by averaging whole blocks of pixels (fast, and
+    every pixel counts: thin strokes are not skipped)."""
+    factor = -(-max(image.size) // WORK)
+    if factor == 1:
+        return image
+    if image.mode in ("P", "PA"):  # a palette, maybe with transparency: kept as alpha
+        image = image.convert("RGBA")
+    elif image.mode.startswith("I;16"):
+        image = image.convert("I")
+    elif image.mode not in ("L", "LA", "RGB", "RGBA", "I", "F"):  # 1-bit, CMYK, ...
+        image = image.convert("RGB")
+    return image.reduce(factor)
 
 
 def one_line(error: BaseException) -> str:

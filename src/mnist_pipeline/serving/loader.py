@@ -3,14 +3,17 @@ model all get their network here, so they give the same digit for the same file.
 
 A model is a model file written by train (`models/model.pt`), an MLflow model (a folder holding
 an `MLmodel` file, or a URI such as `models:/mnist-classifier@champion` or `runs:/<id>/model`),
-or, when none is given, the registry's champion, else `models/model.pt`. From an MLflow model
-only its weights file is fetched, and read as any model file is (`model_file.load_served`: no
-pickle); the code stored with the model is neither downloaded nor run.
+or, when none is given, the registry's champion, else `models/model.pt`: those of the project
+folder it is run in or under (the nearest one holding `dvc.yaml`), as git and DVC find theirs.
+From an MLflow model only its weights file is fetched, and read as any model file is
+(`model_file.load_served`: no pickle); the code stored with the model is neither downloaded nor
+run.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,43 +39,63 @@ class Loaded:
 
 
 def load(given: str | Path | None = None) -> Loaded:
-    """The model given; else the champion, else `models/model.pt` (saying so)."""
+    """The model given; else the project's champion, else its `models/model.pt` (saying so)."""
     if given is not None:
         return Loaded(network(str(given)), str(given))
+    root = project()
     try:
-        return Loaded(network(CHAMPION, must_exist=True), CHAMPION)
+        return Loaded(network(CHAMPION, must_exist=True, root=root), CHAMPION)
     except ModelError as e:
-        log.warning("%s; using %s instead", e, FALLBACK)
-    try:
-        return Loaded(network(str(FALLBACK)), str(FALLBACK))
-    except model_file.CheckpointError as e:
+        champion = str(e)
+    fallback = shown(root / FALLBACK)
+    if not (root / FALLBACK).exists():
         raise ModelError(
-            f"No model yet: no {CHAMPION} in the registry, and {e}. Train one with `make repro`"
-        ) from None
+            f"No model yet: {champion}, and no {fallback}. Train one with `make repro` in the "
+            "project's folder, run this there, or point at a model: `--model PATH_OR_URI`, or "
+            "MLFLOW_TRACKING_URI for another store"
+        )
+    log.warning("%s; using %s instead", champion, fallback)
+    return Loaded(network(str(fallback)), str(fallback))
 
 
-def network(given: str, must_exist: bool = False) -> nn.Module:
+def project() -> Path:
+    """The nearest folder, from the current one up, that holds `dvc.yaml`; else the current one."""
+    here = Path.cwd()
+    return next((p for p in (here, *here.resolve().parents) if (p / "dvc.yaml").is_file()), here)
+
+
+def shown(path: Path) -> Path:
+    """`path` relative to the current folder when it is under it, as the user would type it."""
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        return path.resolve()
+
+
+def network(given: str, must_exist: bool = False, root: Path | None = None) -> nn.Module:
     """The network of a model file, or of the MLflow model at `given`: `ModelError` if there is
     none, `CheckpointError` if its weights file is not one train writes (never a silent
     fallback to another model)."""
     uri = "://" in given or given.startswith(("models:/", "runs:/"))
     if uri or Path(given, "MLmodel").is_file():
-        given = str(mlflow_weights(given, must_exist))
+        given = str(mlflow_weights(given, must_exist, root))
     return model_file.load_served(Path(given))
 
 
-def mlflow_weights(uri: str, must_exist: bool) -> Path:
-    """The weights file of the MLflow model at `uri` (a folder or a URI), from the project's
-    tracking store: the registry's champion only if that store exists (opening a missing SQLite
-    store would create an empty one)."""
+def mlflow_weights(uri: str, must_exist: bool, root: Path | None = None) -> Path:
+    """The weights file of the MLflow model at `uri` (a folder or a URI), from the tracking
+    store (MLFLOW_TRACKING_URI, else `root`'s `mlflow.db`): the registry's champion only if that
+    store exists (opening a missing SQLite store would create an empty one)."""
     import mlflow.artifacts  # a slow import: only when an MLflow model is used
     from mlflow.models import Model
 
-    from mnist_pipeline.tracking.store import sqlite_path, tracking_uri
+    from mnist_pipeline.tracking.store import DEFAULT_STORE, sqlite_path, tracking_uri
+    from mnist_pipeline.utils.redact import redact
 
-    store = tracking_uri()
+    local = f"sqlite:///{root.resolve() / DEFAULT_STORE}" if root else None
+    store = os.environ.get("MLFLOW_TRACKING_URI") or tracking_uri(local)
     if must_exist and store.startswith("sqlite:///") and not sqlite_path(store).is_file():
-        raise ModelError(f"no tracking store {sqlite_path(store)}")
+        raise ModelError(f"no {uri}: no tracking store {sqlite_path(store)}")
     mlflow.set_tracking_uri(store)
     try:
         if Path(uri, "MLmodel").is_file():
@@ -87,5 +110,7 @@ def mlflow_weights(uri: str, must_exist: bool) -> Path:
                 f"{uri.rstrip('/')}/{weights}", dst_path=str(folder)
             )
     except Exception as e:  # MLflow's errors: no such model, alias, run or store; not ours
-        raise ModelError(f"cannot load {uri} ({type(e).__name__}: {one_line(e)})") from None
+        raise ModelError(
+            f"cannot load {uri} from {redact(store)} ({type(e).__name__}: {redact(one_line(e))})"
+        ) from None
     return folder / weights

@@ -166,8 +166,34 @@ def indices(mask: np.ndarray) -> str:
     return f"{where[:SHOWN]}{more}"
 
 
+class Refused(MlflowException):
+    """Input refused: HTTP 400 from `mlflow models serve`, with a message of at most `QUOTED`
+    characters. The server prefixes it with the whole input ("Failed to predict data '...'"),
+    which would send a 3 MB image back as a 4 MB error: the message is capped as it is set."""
+
+    @property
+    def message(self) -> str:
+        return self._message
+
+    @message.setter
+    def message(self, text: str) -> None:
+        self._message = capped(str(text))
+
+
+QUOTED = 1000
+
+
+def capped(text: str) -> str:
+    """At most `QUOTED` characters: the start and, what says what went wrong, the end."""
+    if len(text) <= QUOTED:
+        return text
+    head, tail = 120, QUOTED - 180  # 60 for the note between them
+    left_out = len(text) - head - tail
+    return f"{text[:head]} ... [{left_out:,} characters left out] ... {text[-tail:]}"
+
+
 def refuse(problem: str) -> None:
-    raise MlflowException(
+    raise Refused(
         f"mnist-classifier takes {EXPECTED}; {problem}. Nothing was predicted.",
         error_code=INVALID_PARAMETER_VALUE,
     )
