@@ -27,6 +27,7 @@ from PIL import Image, ImageDraw
 from browser import needs_chromium
 from cdp import Page
 from mnist_pipeline.model import model_file
+from mnist_pipeline.model.doubt import Detector, Doubt
 from mnist_pipeline.model.networks import ConvNet
 from mnist_pipeline.serving.images import load
 from workspace import clean_env
@@ -205,3 +206,30 @@ def test_without_a_model_the_page_says_how_to_get_one(tmp_path: Path) -> None:
         server.close()
     assert "No model yet" in message and "make repro" in message
     assert json.load(answer)["ready"] is False
+
+
+def test_a_doubtful_answer_is_shown_plainly_with_the_two_likeliest(
+    tiny_model: Path, tmp_path: Path
+) -> None:
+    """The same network, with a rule that doubts every answer: the page says "not sure" and
+    names the two likeliest digits, as `predict --json` flags it."""
+    model, norm, _ = model_file.read(tiny_model)
+    doubtful = tmp_path / "doubtful.pt"
+    model_file.save(doubtful, model, SPEC, norm, Doubt(max_score=-1e9, detector=Detector()))
+    server = start_demo(tmp_path, "--model", str(doubtful))
+    url = next(server)
+    try:
+        with Page(tmp_path) as page:
+            page.goto(url)
+            page.wait_for("document.body.dataset.ready === 'true'")
+            answer = draw(page, ONE)
+    finally:
+        server.close()
+    canvas = tmp_path / "canvas.png"
+    canvas.write_bytes(base64.b64decode(answer["png"].split(",", 1)[1]))
+    (expected,) = predict(doubtful, canvas)
+    assert expected["not_sure"] is True and expected["digit"] == 1
+    first, second = (t["digit"] for t in expected["top"][:2])
+    assert answer["digit"] == "not sure"
+    assert f"maybe {first} (" in answer["message"] and f") or {second} (" in answer["message"]
+    assert answer["best"] == [1]  # the bars still show every probability

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ import torch
 
 from mnist_pipeline import predict
 from mnist_pipeline.model import model_file
+from mnist_pipeline.model.doubt import Detector, Doubt
 from mnist_pipeline.model.networks import ConvNet
 from mnist_pipeline.serving import loader
 from mnist_pipeline.serving.images import load
@@ -164,3 +166,24 @@ def test_a_file_over_the_byte_limit_is_refused_without_reading_it_whole(
     assert (
         "error: digits/huge.png: more than 20,971,520 bytes, too large" in capsys.readouterr().err
     )
+
+
+def test_a_doubtful_answer_says_not_sure_and_keeps_the_digit(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rule that doubts every answer: its own words in text; in JSON, `not_sure` beside the
+    digit and probability, which stay."""
+    model, norm, _ = model_file.read(folder / "models" / "model.pt")
+    spec = {"_target_": "mnist_pipeline.model.networks.ConvNet"}
+    model_file.save(
+        folder / "doubtful.pt", model, spec, norm, Doubt(max_score=-1e9, detector=Detector())
+    )
+    status, out = run(monkeypatch, "digits/a.png", "--model", "doubtful.pt")
+    assert status == 0 and re.fullmatch(
+        r"digits/a\.png: not sure  likeliest: \d 0\.\d{3}, \d 0\.\d{3}\n", out
+    )
+    status, out = run(monkeypatch, "digits/a.png", "--json", "--model", "doubtful.pt")
+    (answer,) = json.loads(out)
+    sure = json.loads(run(monkeypatch, "digits/a.png", "--json", "--model", "models/model.pt")[1])
+    assert answer["not_sure"] is True and sure[0]["not_sure"] is False
+    assert (answer["digit"], answer["probability"]) == (sure[0]["digit"], sure[0]["probability"])

@@ -69,7 +69,8 @@ def test_image_files_give_each_digit_and_its_probabilities(
     files = list(FILES.values())
     answer = model.predict(pd.DataFrame({"image": column(files)}))
     probabilities = expected(store[0], files)
-    assert list(answer.columns) == ["digit", "probability", "probabilities"]
+    assert list(answer.columns) == ["digit", "probability", "not_sure", "probabilities"]
+    assert answer["not_sure"].dtype == bool
     np.testing.assert_allclose(np.stack(answer["probabilities"]), probabilities, atol=1e-6)
     assert answer["digit"].tolist() == probabilities.argmax(axis=1).tolist()
     np.testing.assert_allclose(answer["probability"], probabilities.max(axis=1), atol=1e-6)

@@ -18,6 +18,7 @@ from mnist_pipeline.config.guard import ParamsSnapshot
 from mnist_pipeline.data import splits
 from mnist_pipeline.data.tensors import normalise
 from mnist_pipeline.model import model_file
+from mnist_pipeline.model.doubt import Doubt
 from mnist_pipeline.model.networks import complexity
 from mnist_pipeline.report import features, figures, metrics
 from mnist_pipeline.runtime.command import run_stage
@@ -32,12 +33,13 @@ def evaluate(cfg: DictConfig, out: Outputs = PIPELINE, data_dir: Path = PROCESSE
     """Write the test reports, then log them to the training run and promote the model if it is
     the best. Reports come first: a tracking store gone away loses none of them."""
     record = run_file.read_checked(out, cfg.tracking.uri)  # the right model, the right store
-    model, norm = model_file.load(out.model)
+    model, norm, doubt = model_file.read(out.model)
     test = splits.load(data_dir, "test")
     images = normalise(torch.from_numpy(test.images), norm["mean"], norm["std"])
     logits = metrics.predict(model, images, cfg.data.eval_batch_size)
-    result = metrics.report(logits, torch.from_numpy(test.labels))
-    headline = {k: result[k] for k in metrics.HEADLINE}
+    labels = torch.from_numpy(test.labels)
+    result = metrics.report(logits, labels)
+    headline = {k: result[k] for k in metrics.HEADLINE} | sureness(logits, labels, test, doubt)
     size = complexity(model)  # parameters and multiply-accumulates per image
     uri = tracking_uri(cfg.tracking.uri)
     link = {"run_id": record.run_id, "url": record.link(uri)}
@@ -62,6 +64,20 @@ def evaluate(cfg: DictConfig, out: Outputs = PIPELINE, data_dir: Path = PROCESSE
 
 
 REPORTS = ["metrics.json", "per_class.json"]
+
+
+def sureness(logits: torch.Tensor, labels: torch.Tensor, test: splits.Split, doubt: Doubt) -> dict:
+    """Calibration before and after the model's temperature, and its "not sure" rule on the test
+    set: how many it flags, and the accuracy of the answers it gives without doubt."""
+    probabilities, unsure = doubt.judge(logits, torch.from_numpy(test.images))
+    sure = ~unsure
+    right = probabilities.argmax(dim=1) == labels
+    return {
+        "ece": metrics.calibration_error(torch.softmax(logits.double(), dim=1), labels),
+        "ece_calibrated": metrics.calibration_error(probabilities, labels),
+        "not_sure": unsure.double().mean().item(),
+        "acc_when_sure": (right & sure).sum().item() / max(1, int(sure.sum())),
+    }
 
 
 def write_reports(

@@ -2,7 +2,9 @@
 
     python -m mnist_pipeline.predict FILE_OR_FOLDER... [--model URI|PATH] [--json] [--top K]
 
-Each file goes through `serving/images.py` (ink found whichever its polarity, cropped, scaled to
+Each answer is the digit and its calibrated probability, or "not sure" with the two likeliest
+digits when the model's rule doubts it (`model/doubt.py`). Each file goes through
+`serving/images.py` (ink found whichever its polarity, cropped, scaled to
 20 px and centred by mass on 28x28, as MNIST was made), then through the model `serving/loader.py`
 opens: by default the registry's `champion`, else `models/model.pt`. A bad file gets one line on
 stderr and the others are still predicted; the exit status is 1 when any file failed.
@@ -19,8 +21,6 @@ from pathlib import Path
 from typing import TextIO
 
 import numpy as np
-import torch
-from torch import nn
 
 from mnist_pipeline.model import model_file
 from mnist_pipeline.runtime.command import run_stage
@@ -77,9 +77,9 @@ def main(
                 problem = f"unreadable ({e.strerror or e})"
         results.append({"file": str(path)} | ({} if problem is None else {"error": problem}))
     if pixels:
-        probabilities = softmax(predict_batches(served.network, np.stack(pixels)))
-        for slot, p in zip(slots, probabilities, strict=True):
-            results[slot] = answer(results[slot]["file"], p, top)
+        probabilities, unsure = served.judge(np.stack(pixels))
+        for slot, p, doubt in zip(slots, probabilities, unsure, strict=True):
+            results[slot] = answer(results[slot]["file"], p, bool(doubt), top)
     for result in results:
         if "error" in result:
             print(f"error: {result['file']}: {result['error']}", file=sys.stderr)
@@ -113,23 +113,13 @@ def expand(paths: list[Path]) -> list[tuple[Path, str | None]]:
     return entries
 
 
-def predict_batches(network: nn.Module, pixels: np.ndarray) -> np.ndarray:
-    """Logits for raw pixels (N, 28, 28), a batch at a time."""
-    with torch.inference_mode():
-        batches = [torch.from_numpy(pixels[i : i + BATCH]) for i in range(0, len(pixels), BATCH)]
-        return torch.cat([network(batch) for batch in batches]).numpy()
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    return torch.softmax(torch.from_numpy(logits), dim=1).numpy()
-
-
-def answer(file: str, probabilities: np.ndarray, top: int) -> dict:
+def answer(file: str, probabilities: np.ndarray, not_sure: bool, top: int) -> dict:
     ranked = np.argsort(-probabilities, kind="stable")[:top]
     return {
         "file": file,
         "digit": int(ranked[0]),
         "probability": round(float(probabilities[ranked[0]]), 4),
+        "not_sure": not_sure,
         "top": [
             {"digit": int(d), "probability": round(float(probabilities[d]), 4)} for d in ranked
         ],
@@ -137,10 +127,13 @@ def answer(file: str, probabilities: np.ndarray, top: int) -> dict:
 
 
 def line(result: dict) -> str:
-    top = ", ".join(f"{t['digit']} {t['probability']:.3f}" for t in result["top"][1:])
-    return f"{result['file']}: {result['digit']} ({result['probability']:.3f})" + (
-        f"  next: {top}" if top else ""
-    )
+    """`a.png: 4 (0.981)  next: 9 0.012`; a doubtful answer says so first, then the two
+    likeliest digits: `x.png: not sure  likeliest: 4 0.512, 9 0.301`."""
+    ranked = [f"{t['digit']} {t['probability']:.3f}" for t in result["top"]]
+    if result["not_sure"]:
+        return f"{result['file']}: not sure  likeliest: {', '.join(ranked[:2])}"
+    best = f"{result['file']}: {result['digit']} ({result['probability']:.3f})"
+    return best + (f"  next: {', '.join(ranked[1:])}" if len(ranked) > 1 else "")
 
 
 def progress(entries: list[tuple[Path, str | None]]) -> Iterable[tuple[Path, str | None]]:

@@ -1,5 +1,5 @@
-"""The model the demo serves, and one answer: image bytes → the digit, the softmax, and what the
-network saw on the way.
+"""The model the demo serves, and one answer: image bytes → the digit (or "not sure"), the
+calibrated probabilities, and what the network saw on the way.
 
 The model is opened as `predict` and the served model open it (`serving/loader.py`): the
 registry's champion, else `models/model.pt`, or a model file given; the same network, so the same
@@ -44,7 +44,8 @@ def answer(served: loader.Loaded, data: bytes, name: str) -> dict:
     """What the page shows for one image file; `ImageError` (one line) when it holds no digit."""
     pixels = load(data, name)
     seen = look(served.network, torch.from_numpy(pixels)[None])
-    probabilities = torch.softmax(seen.logits[0].double(), dim=0).tolist()
+    calibrated, unsure = served.network.doubt.judge(seen.logits, torch.from_numpy(pixels)[None])
+    probabilities = calibrated[0].tolist()
     layers = []
     for n, stage in enumerate(seen.stages, start=1):
         layers.append({"name": f"convolved {n}", "maps": encoded(scaled(stage.convolved[0]))})
@@ -52,6 +53,7 @@ def answer(served: loader.Loaded, data: bytes, name: str) -> dict:
             layers.append({"name": f"pooled {n}", "maps": encoded(scaled(stage.pooled[0]))})
     return {
         "digit": int(np.argmax(probabilities)),
+        "not_sure": bool(unsure[0]),
         "probabilities": [round(p, 6) for p in probabilities],
         "input": encoded(np.clip(pixels, 0, 255).round().astype(np.uint8)[None]),
         "filters": None if seen.filters is None else encoded(scaled(seen.filters)),

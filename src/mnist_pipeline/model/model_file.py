@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from mnist_pipeline.model.doubt import Doubt
 from mnist_pipeline.model.networks import MLP, ConvNet, Standardise
 from mnist_pipeline.utils.atomic import atomic_path
 from mnist_pipeline.utils.paths import PIPELINE
@@ -36,7 +37,13 @@ class CheckpointError(ValueError):
     built; the message names the file."""
 
 
-def save(path: Path, model: nn.Module, model_cfg: dict[str, Any], stats: dict[str, float]) -> None:
+def save(
+    path: Path,
+    model: nn.Module,
+    model_cfg: dict[str, Any],
+    stats: dict[str, float],
+    doubt: Doubt | None = None,
+) -> None:
     """Write the model file; the same weights and config always give the same bytes.
 
     `torch.save` to an open file, not to a path: given a path, torch names the archive inside
@@ -47,13 +54,19 @@ def save(path: Path, model: nn.Module, model_cfg: dict[str, Any], stats: dict[st
         "model": model_cfg,
         "state_dict": model.state_dict(),
         "normalisation": {"mean": stats["mean"], "std": stats["std"]},
-    }
+    } | ({"doubt": doubt.payload()} if doubt else {})
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         torch.save(payload, f)
 
 
 def load(path: Path) -> tuple[nn.Module, dict[str, float]]:
     """Rebuild the network from its stored config and load its weights (safely)."""
+    model, norm, _ = read(path)
+    return model, norm
+
+
+def read(path: Path) -> tuple[nn.Module, dict[str, float], Doubt]:
+    """The network, its normalisation and its "not sure" rule (none in a file from before it)."""
     check_readable(path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
@@ -88,7 +101,11 @@ def load(path: Path) -> tuple[nn.Module, dict[str, float]]:
             f"{path}: weights {', '.join(bad[:5])} hold NaN or infinite values (a training that "
             "diverged, or a damaged file); every answer would be NaN"
         )
-    return model.eval(), {"mean": float(norm["mean"]), "std": float(norm["std"])}
+    try:
+        doubt = Doubt.from_payload(payload["doubt"]) if "doubt" in payload else Doubt()
+    except ValueError as e:
+        raise CheckpointError(f"{path}: {e}") from e
+    return model.eval(), {"mean": float(norm["mean"]), "std": float(norm["std"])}, doubt
 
 
 def check_readable(path: Path) -> None:
@@ -123,10 +140,17 @@ def unreadable(path: Path, reason: str) -> CheckpointError:
     return CheckpointError(f"{path} cannot be read as a model file ({reason}).{remedy}")
 
 
-def load_served(path: Path) -> nn.Module:
-    """The network behind a `Standardise` layer: raw 28x28 pixels (0-255) in, logits out."""
-    model, norm = load(path)
-    return nn.Sequential(Standardise(norm["mean"], norm["std"]), model).eval()
+class Served(nn.Sequential):
+    """The network behind a `Standardise` layer: raw 28x28 pixels (0-255) in, logits out; with
+    the model's "not sure" rule beside it (`doubt.judge(logits, pixels)`)."""
+
+    def __init__(self, model: nn.Module, norm: dict[str, float], doubt: Doubt) -> None:
+        super().__init__(Standardise(norm["mean"], norm["std"]), model)
+        self.doubt = doubt
+
+
+def load_served(path: Path) -> Served:
+    return Served(*read(path)).eval()
 
 
 def build(path: Path, spec: object) -> nn.Module:

@@ -20,6 +20,21 @@ def predict(model: nn.Module, images: Tensor, batch_size: int) -> Tensor:
     return torch.cat([model(images[i : i + batch_size]) for i in range(0, len(images), batch_size)])
 
 
+def calibration_error(probabilities: Tensor, labels: Tensor, bins: int = 15) -> float:
+    """Expected calibration error (Guo et al. 2017): over equal-width bins of the top
+    probability, the gap between it and the accuracy, weighted by each bin's share."""
+    confidence, predicted = probabilities.max(dim=1)
+    right = (predicted == labels).double()
+    which = (confidence * bins).ceil().clamp(1, bins).long() - 1
+    gap = 0.0
+    for b in range(bins):
+        inside = which == b
+        if inside.any():
+            share = inside.double().mean()
+            gap += float(share * (confidence[inside].mean() - right[inside].mean()).abs())
+    return gap
+
+
 def confusion_matrix(labels: Tensor, predicted: Tensor, num_classes: int = NUM_CLASSES) -> Tensor:
     """Counts[i, j] of examples of true class i predicted as class j."""
     flat = labels * num_classes + predicted

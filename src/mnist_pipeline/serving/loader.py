@@ -18,7 +18,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from torch import nn
+import numpy as np
+import torch
 
 from mnist_pipeline.model import model_file
 from mnist_pipeline.serving.images import one_line
@@ -26,6 +27,7 @@ from mnist_pipeline.serving.images import one_line
 log = logging.getLogger(__name__)
 CHAMPION = "models:/mnist-classifier@champion"
 FALLBACK = Path("models/model.pt")
+BATCH = 256
 
 
 class ModelError(RuntimeError):
@@ -34,8 +36,17 @@ class ModelError(RuntimeError):
 
 @dataclass(frozen=True)
 class Loaded:
-    network: nn.Module  # raw pixels (N, 28, 28), 0-255, in; logits out
+    network: model_file.Served  # raw pixels (N, 28, 28), 0-255, in; logits out
     source: str  # where it came from, for messages and the page
+
+    def judge(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Calibrated probabilities (N, 10) and "not sure" flags (N,) for raw pixels
+        (N, 28, 28), a batch at a time: what every front end answers with."""
+        images = torch.from_numpy(np.asarray(pixels, dtype=np.float32))
+        with torch.inference_mode():
+            logits = torch.cat([self.network(batch) for batch in images.split(BATCH)])
+        probabilities, unsure = self.network.doubt.judge(logits, images)
+        return probabilities.numpy(), unsure.numpy()
 
 
 def load(given: str | Path | None = None) -> Loaded:
@@ -72,7 +83,7 @@ def shown(path: Path) -> Path:
         return path.resolve()
 
 
-def network(given: str, must_exist: bool = False, root: Path | None = None) -> nn.Module:
+def network(given: str, must_exist: bool = False, root: Path | None = None) -> model_file.Served:
     """The network of a model file, or of the MLflow model at `given`: `ModelError` if there is
     none, `CheckpointError` if its weights file is not one train writes (never a silent
     fallback to another model)."""

@@ -9,8 +9,9 @@ code in whoever loads the model, as an unpickled `nn.Module` could.
 
 It takes two kinds of input. Raw MNIST pixels, as the network sees them, give logits. Image files
 (PNG, JPEG, ...: a column `image` of base64 text) go through `serving/images.py`, the same
-preprocessing `python -m mnist_pipeline.predict` applies, and give each file's digit and
-probabilities, so the CLI, the REST server and Python agree on the same file.
+preprocessing `python -m mnist_pipeline.predict` applies, and give each file's digit, its
+calibrated probabilities and whether the model is not sure of it (`model/doubt.py`), so the
+CLI, the REST server and Python agree on the same file.
 
 Input that cannot be raw MNIST pixels is refused rather than answered: the network gives
 confident logits for anything, so pixels scaled to 0-1 would all come out as one digit, inverted
@@ -45,10 +46,10 @@ SHOWN = 10  # image indices listed per problem; the rest are counted
 class ServedModel(PythonModel):
     """Raw pixels (float32, (N, 28, 28), 0-255) in, logits out ((N, 10)): `Standardise` with the
     training statistics, then the network. Image files in (column `image`), a table out: `digit`,
-    its `probability` and all ten `probabilities`, one row per file."""
+    its `probability`, `not_sure` and all ten `probabilities`, one row per file."""
 
     def load_context(self, context: PythonModelContext) -> None:
-        self.network = loader.load(context.artifacts["weights"]).network  # as predict, the demo
+        self.model = loader.load(context.artifacts["weights"])  # as predict and the demo do
 
     def predict(
         self,
@@ -63,7 +64,7 @@ class ServedModel(PythonModel):
                 images = pixels(files)
             except ImageError as e:
                 refuse(str(e))
-            return answers(self.logits(images))
+            return answers(*self.model.judge(images))
         try:
             images = np.asarray(model_input, dtype=np.float32)
         except (TypeError, ValueError) as e:
@@ -73,16 +74,17 @@ class ServedModel(PythonModel):
 
     def logits(self, images: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
-            return self.network(torch.as_tensor(images)).numpy()
+            return self.model.network(torch.as_tensor(images)).numpy()
 
 
-def answers(logits: np.ndarray) -> pd.DataFrame:
-    """Each image's digit, its probability, and the ten probabilities (softmax of the logits)."""
-    probabilities = torch.softmax(torch.from_numpy(logits), dim=1).numpy()
+def answers(probabilities: np.ndarray, unsure: np.ndarray) -> pd.DataFrame:
+    """Each image's digit, its calibrated probability, whether the model is not sure of it, and
+    the ten probabilities."""
     return pd.DataFrame(
         {
             "digit": probabilities.argmax(axis=1),
             "probability": probabilities.max(axis=1),
+            "not_sure": unsure.astype(bool),
             "probabilities": [row.tolist() for row in probabilities],
         }
     )

@@ -17,16 +17,19 @@ from mnist_pipeline.tracking import registry
 from mnist_pipeline.tracking.epochs import EpochMetrics
 from mnist_pipeline.tracking.run import log_artifacts
 from mnist_pipeline.tracking.store import TrackingError, tracking_uri
+from mnist_pipeline.training import doubt
 from mnist_pipeline.utils.atomic import write_text
 from mnist_pipeline.utils.paths import Outputs
 from mnist_pipeline.utils.redact import redact
 
 
 def save(cfg: DictConfig, out: Outputs, data_dir: Path, model: nn.Module, history: list) -> None:
-    """The weights with what rebuilds them; the curves as `training.csv` (for `dvc plots`) and
-    `training.png` (for MLflow)."""
+    """The weights with what rebuilds them and the "not sure" rule chosen for them; the curves
+    as `training.csv` (for `dvc plots`) and `training.png` (for MLflow)."""
     stats = splits.load_stats(data_dir)
-    model_file.save(out.model, model, OmegaConf.to_container(cfg.model, resolve=True), stats)
+    rule = doubt.choose(model, stats, data_dir, cfg.seed)
+    spec = OmegaConf.to_container(cfg.model, resolve=True)
+    model_file.save(out.model, model, spec, stats, rule)  # type: ignore[arg-type]
     write_csv(out.reports / "training.csv", history)
     figures.training_curves(history, out.reports / "training.png")
 

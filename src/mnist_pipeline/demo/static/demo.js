@@ -133,13 +133,26 @@ function mapCanvases(maps, scale) {
   return out;
 }
 
+function pct(p) {
+  return (100 * p).toFixed(1) + "%";
+}
+
 function scaleFor(size) {  // bigger maps drawn smaller, so that 64 of them fit
   return Math.max(2, Math.min(8, Math.round(56 / size)));
 }
 
 function show(result, ms) {
-  showMessage("");
-  $("digit").textContent = result.digit;
+  if (result.not_sure) {  // said plainly, with the two likeliest digits
+    const [first, second] = [...result.probabilities.keys()]
+      .sort((a, b) => result.probabilities[b] - result.probabilities[a]);
+    $("digit").textContent = "not sure";
+    showMessage(`Not sure this is a digit the model knows: maybe ${first} ` +
+                `(${pct(result.probabilities[first])}) or ${second} (${pct(result.probabilities[second])}).`);
+  } else {
+    showMessage("");
+    $("digit").textContent = result.digit;
+  }
+  $("digit").classList.toggle("unsure", Boolean(result.not_sure));
   drawBars(result.probabilities);
   $("received").replaceChildren(...mapCanvases(result.input, 4));
   if (result.filters) {

@@ -1,0 +1,90 @@
+"""Choosing the "not sure" rule (`model/doubt.py`) for a trained network, after training.
+
+On the validation split, which training never fits: the temperature that makes the probabilities
+calibrated (lowest negative log-likelihood), then the two thresholds, each flagging
+`FLAGGED` of the validation digits. The detector learns digits (the training split) against
+non-digit pictures generated with the run's seed (`data/nondigits.py`), put through the same
+preprocessing as a user's image files. Seeded and on the CPU, so the same training gives the same
+model file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from mnist_pipeline.data import nondigits, splits
+from mnist_pipeline.model.doubt import Detector, Doubt
+from mnist_pipeline.model.networks import Standardise
+from mnist_pipeline.serving.images import ImageError, to_mnist
+
+log = logging.getLogger(__name__)
+FLAGGED = 0.005  # of the validation digits, by each threshold
+DIGITS, NON_DIGITS, EPOCHS, BATCH = 12_000, 3_000, 4, 128
+
+
+def choose(model: nn.Module, norm: dict[str, float], data_dir: Path, seed: int) -> Doubt:
+    network = nn.Sequential(Standardise(norm["mean"], norm["std"]), model).eval()
+    val = splits.load(data_dir, "val")
+    pixels = torch.from_numpy(val.images).float()
+    with torch.no_grad():  # not inference_mode: the temperature's fit differentiates through them
+        logits = torch.cat([network(batch) for batch in pixels.split(1000)])
+    temperature = fit_temperature(logits, torch.from_numpy(val.labels).long())
+    detector = train_detector(splits.load(data_dir, "train").images[:DIGITS], seed)
+    doubt = Doubt(temperature=temperature, detector=detector)
+    probabilities, _ = doubt.judge(logits, pixels)
+    with torch.inference_mode():
+        scores = detector(pixels)
+    doubt.min_probability = float(torch.quantile(probabilities.max(dim=1).values, FLAGGED))
+    doubt.max_score = float(torch.quantile(scores.double(), 1.0 - FLAGGED))
+    log.info(
+        "not sure: temperature %.3f, below probability %.3f or detector score above %.2f",
+        *(doubt.temperature, doubt.min_probability, doubt.max_score),
+    )
+    return doubt
+
+
+def fit_temperature(logits: Tensor, labels: Tensor) -> float:
+    """The T minimising the cross-entropy of softmax(logits / T): Guo et al. 2017."""
+    log_t = torch.zeros(1, requires_grad=True)
+    optimiser = torch.optim.LBFGS([log_t], lr=0.1, max_iter=200)
+
+    def loss() -> Tensor:
+        optimiser.zero_grad()
+        value = nn.functional.cross_entropy(logits / log_t.exp(), labels)
+        value.backward()
+        return value
+
+    with torch.enable_grad():
+        optimiser.step(loss)
+    return float(log_t.detach().exp())
+
+
+def train_detector(digits: np.ndarray, seed: int) -> Detector:
+    """Digits (uint8, (N, 28, 28)) against generated non-digits, class-balanced; the global
+    random state is left as it was."""
+    pictures = []
+    for _, image in nondigits.generate(min(NON_DIGITS, len(digits) // 4), seed):  # 1 in 5
+        with contextlib.suppress(ImageError):  # blank: never reaches the network
+            pictures.append(to_mnist(image))
+    x = torch.from_numpy(np.concatenate([digits.astype(np.float32), np.stack(pictures)]))
+    y = torch.cat([torch.zeros(len(digits)), torch.ones(len(pictures))])
+    weights = torch.where(y == 1, len(digits) / len(pictures), 1.0)
+    with torch.random.fork_rng(), torch.enable_grad():
+        torch.manual_seed(seed)
+        detector = Detector()
+        optimiser = torch.optim.Adam(detector.parameters(), lr=2e-3)
+        for _ in range(EPOCHS):
+            for batch in torch.randperm(len(x)).split(BATCH):
+                optimiser.zero_grad()
+                loss = nn.functional.binary_cross_entropy_with_logits(
+                    detector(x[batch]), y[batch], weight=weights[batch]
+                )
+                loss.backward()
+                optimiser.step()
+    return detector.eval()
