@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from mnist_pipeline.data import idx, splits
+from mnist_pipeline.preprocess import nondigit_split
 
 NAMES = {
     "train_images": "train-images-idx3-ubyte",
@@ -65,5 +66,6 @@ def write_processed(folder: Path, n_train: int = 256, n_eval: int = 64) -> Path:
     eval_x, eval_y = synthetic_digits(n_eval, seed=2)
     evaluation = splits.Split(eval_x, eval_y.astype(np.int64))
     parts = {"train": splits.Split(train_x, train_y.astype(np.int64)), "val": evaluation}
-    splits.save({**parts, "test": evaluation}, folder)
+    pictures = nondigit_split(n_train // 4, seed=3)
+    splits.save({**parts, "test": evaluation, "nondigits": pictures}, folder)
     return folder

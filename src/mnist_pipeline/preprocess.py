@@ -1,19 +1,35 @@
-"""DVC stage `preprocess`: decode and validate the IDX files, split, and write compact arrays."""
+"""DVC stage `preprocess`: decode and validate the IDX files, split, and write compact arrays;
+and draw the pictures that are no digit, which the "not sure" rule learns to refuse."""
 
 from __future__ import annotations
+
+import contextlib
 
 import numpy as np
 
 from mnist_pipeline.config.checks import check_split
 from mnist_pipeline.config.params import load_params
-from mnist_pipeline.data import idx, splits
+from mnist_pipeline.data import idx, nondigits, splits
 from mnist_pipeline.runtime.command import run_stage
+from mnist_pipeline.serving.images import ImageError, to_mnist
 from mnist_pipeline.utils.paths import PROCESSED_DIR, RAW_DIR
+
+NON_DIGITS = 3_000  # at most; a fifth of the examples for tiny datasets
 
 
 def read_split(images_file: str, labels_file: str) -> splits.Split:
     images, labels = idx.read_examples(RAW_DIR / images_file, RAW_DIR / labels_file)
     return splits.Split(images, labels.astype(np.int64))
+
+
+def nondigit_split(count: int, seed: int) -> splits.Split:
+    """`count` pictures that are no digit (`data/nondigits.py`), made into MNIST's format as
+    predict makes a user's file: generated once per dataset, not in every training."""
+    images = []
+    for _, picture in nondigits.generate(count, seed):
+        with contextlib.suppress(ImageError):  # blank: it would never reach the network
+            images.append(to_mnist(picture).round().astype(np.uint8))
+    return splits.Split(np.stack(images), np.full(len(images), splits.NOT_A_DIGIT))
 
 
 def main() -> None:
@@ -27,6 +43,7 @@ def main() -> None:
         "val": full_train.take(val_idx),
         "test": read_split(files.test_images.name, files.test_labels.name),
     }
+    parts["nondigits"] = nondigit_split(min(NON_DIGITS, len(train_idx) // 4), data.split_seed)
     splits.save(parts, PROCESSED_DIR)
     print("examples per split:", {name: len(s) for name, s in parts.items()})
 

@@ -1,8 +1,10 @@
 """The processed dataset: a stratified train/val split, normalisation statistics, compact arrays.
 
 Each split is one `.npz` holding uint8 `images` (N, 28, 28) and int64 `labels` (N,): small on
-disk, loaded in one read, no pickles. `stats.json` holds the normalisation statistics (training
-split only, so nothing leaks from validation or test) and the counts a reader can check.
+disk, loaded in one read, no pickles. Beside MNIST's train, val and test, `nondigits` holds
+pictures that are no digit (label `NOT_A_DIGIT`), for the "not sure" rule (`training/doubt.py`).
+`stats.json` holds the normalisation statistics (training split only, so nothing leaks from
+validation or test) and the counts a reader can check.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from mnist_pipeline.utils.atomic import atomic_path, write_json
+
+NOT_A_DIGIT = 10
 
 
 @dataclass(frozen=True)
@@ -107,17 +111,19 @@ def load(out_dir: Path, name: str) -> Split:
             f"{path} is not a processed split ({type(e).__name__}: {detail}): {remake}"
         ) from None
     images, labels = split.images, split.labels
+    highest = NOT_A_DIGIT if name == "nondigits" else 9
     if not (
         images.dtype == np.uint8
         and images.ndim == 3
         and images.shape[1:] == (28, 28)
         and labels.dtype == np.int64
         and labels.shape == (len(images),)
-        and (len(labels) == 0 or 0 <= labels.min() <= labels.max() <= 9)
+        and (len(labels) == 0 or 0 <= labels.min() <= labels.max() <= highest)
     ):
         raise DataError(
             f"{path} holds images {images.dtype} {images.shape} and labels {labels.dtype} "
-            f"{labels.shape}, not uint8 (N, 28, 28) images with int64 (N,) labels 0-9: remake it "
+            f"{labels.shape}, not uint8 (N, 28, 28) images with int64 (N,) labels 0-{highest}: "
+            "remake it "
             "with `dvc repro -f preprocess`"
         )
     return split

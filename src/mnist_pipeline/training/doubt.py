@@ -3,14 +3,13 @@
 On the validation split, which training never fits: the temperature that makes the probabilities
 calibrated (lowest negative log-likelihood), then the two thresholds, each flagging
 `FLAGGED` of the validation digits. The detector learns digits (the training split) against
-non-digit pictures generated with the run's seed (`data/nondigits.py`), put through the same
-preprocessing as a user's image files. Seeded and on the CPU, so the same training gives the same
-model file.
+the pictures that are no digit which preprocess drew (`data/nondigits.py`) and put through the
+same preprocessing as a user's image files. Seeded and on the CPU, so the same training gives
+the same model file.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from pathlib import Path
 
@@ -18,14 +17,13 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from mnist_pipeline.data import nondigits, splits
+from mnist_pipeline.data import splits
 from mnist_pipeline.model.doubt import Detector, Doubt
 from mnist_pipeline.model.networks import Standardise
-from mnist_pipeline.serving.images import ImageError, to_mnist
 
 log = logging.getLogger(__name__)
 FLAGGED = 0.005  # of the validation digits, by each threshold
-DIGITS, NON_DIGITS, EPOCHS, BATCH = 12_000, 3_000, 4, 128
+DIGITS, EPOCHS, BATCH = 12_000, 4, 128
 
 
 def choose(model: nn.Module, norm: dict[str, float], data_dir: Path, seed: int) -> Doubt:
@@ -35,7 +33,8 @@ def choose(model: nn.Module, norm: dict[str, float], data_dir: Path, seed: int) 
     with torch.no_grad():  # not inference_mode: the temperature's fit differentiates through them
         logits = torch.cat([network(batch) for batch in pixels.split(1000)])
     temperature = fit_temperature(logits, torch.from_numpy(val.labels).long())
-    detector = train_detector(splits.load(data_dir, "train").images[:DIGITS], seed)
+    digits = splits.load(data_dir, "train").images[:DIGITS]
+    detector = train_detector(digits, splits.load(data_dir, "nondigits").images, seed)
     doubt = Doubt(temperature=temperature, detector=detector)
     probabilities, _ = doubt.judge(logits, pixels)
     with torch.inference_mode():
@@ -65,14 +64,10 @@ def fit_temperature(logits: Tensor, labels: Tensor) -> float:
     return float(log_t.detach().exp())
 
 
-def train_detector(digits: np.ndarray, seed: int) -> Detector:
-    """Digits (uint8, (N, 28, 28)) against generated non-digits, class-balanced; the global
-    random state is left as it was."""
-    pictures = []
-    for _, image in nondigits.generate(min(NON_DIGITS, len(digits) // 4), seed):  # 1 in 5
-        with contextlib.suppress(ImageError):  # blank: never reaches the network
-            pictures.append(to_mnist(image))
-    x = torch.from_numpy(np.concatenate([digits.astype(np.float32), np.stack(pictures)]))
+def train_detector(digits: np.ndarray, pictures: np.ndarray, seed: int) -> Detector:
+    """Digits against pictures that are no digit (both uint8, (N, 28, 28)), class-balanced; the
+    global random state is left as it was."""
+    x = torch.from_numpy(np.concatenate([digits, pictures]).astype(np.float32))
     y = torch.cat([torch.zeros(len(digits)), torch.ones(len(pictures))])
     weights = torch.where(y == 1, len(digits) / len(pictures), 1.0)
     with torch.random.fork_rng(), torch.enable_grad():
