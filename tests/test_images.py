@@ -131,3 +131,20 @@ def test_a_large_picture_is_worked_on_reduced_and_reads_the_same(fmt: str) -> No
     assert max(image.size) <= WORK
     small = load(encoded(big.resize((400, 300)), fmt), "small")
     assert np.corrcoef(to_mnist(image).ravel(), small.ravel())[0, 1] > 0.95
+
+
+def test_a_thin_palette_drawing_on_transparent_paper_reads_as_in_grey() -> None:
+    """Anti-aliased thin strokes saved with a palette, the white paper's colour transparent: the
+    light halo stays opaque and outweighs the dark core. The paper must still come out white
+    (it came out black, and the 3 was read as an outlined 8)."""
+    big = Image.new("L", (800, 800), 255)
+    pen = ImageDraw.Draw(big)
+    pen.arc([250, 120, 550, 400], 200, 90, fill=0, width=14)
+    pen.arc([250, 380, 550, 680], 270, 160, fill=0, width=14)
+    three = big.resize((100, 100), Image.Resampling.LANCZOS)
+    palette = three.convert("P", palette=Image.Palette.ADAPTIVE, colors=64)
+    colours = palette.getpalette()
+    white = max(range(len(colours) // 3), key=lambda i: sum(colours[3 * i : 3 * i + 3]))
+    transparent = load(encoded(palette, transparency=white), "three.png")
+    grey = load(encoded(three), "grey.png")
+    assert np.corrcoef(transparent.ravel(), grey.ravel())[0, 1] > 0.95

@@ -122,7 +122,7 @@ def grey_levels(image: Image.Image) -> np.ndarray:
     """Luminance 0-255 as float32, transparency flattened onto the paper's colour.
 
     A drawing on a transparent canvas (mostly see-through) gets paper of the opposite brightness
-    to its strokes; a picture with some transparency gets its own median colour as paper.
+    to its strokes' core; a picture with some transparency gets its own median colour as paper.
     """
     if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):  # 16-bit or float greys (TIFF)
         grey = np.asarray(image, dtype=np.float32)
@@ -137,7 +137,13 @@ def grey_levels(image: Image.Image) -> np.ndarray:
         return grey
     visible = alpha > 0.5
     if visible.mean() < 0.5:
-        strokes = float(grey[visible].mean()) if visible.any() else 0.0
+        # The strokes' own colour is their core's, away from the transparency: an anti-aliased
+        # drawing saved with a palette keeps its light halo opaque, and on thin strokes the halo
+        # outweighs the dark core (black paper, then, would turn a 3 into an outlined 8).
+        mask = Image.fromarray(visible.astype(np.uint8) * 255)
+        core = np.asarray(mask.filter(ImageFilter.MinFilter(3))) > 0
+        inside = core if core.any() else visible
+        strokes = float(grey[inside].mean()) if inside.any() else 0.0
         paper = 255.0 if strokes < 128.0 else 0.0
     else:
         paper = float(np.median(grey[visible]))
