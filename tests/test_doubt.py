@@ -111,3 +111,14 @@ def test_calibration_error_is_the_gap_between_confidence_and_accuracy() -> None:
     assert calibration_error(right_at_90, labels) == pytest.approx(0.1)  # 90% sure, 100% right
     half_right = torch.tensor([[0.75, 0.25], [0.75, 0.25], [0.25, 0.75], [0.25, 0.75]])
     assert calibration_error(half_right.double(), labels) == pytest.approx(0.25)
+
+
+def test_the_temperature_stays_in_range_when_every_validation_digit_is_right() -> None:
+    """Perfectly separated logits: the likelihood improves as T falls towards 0 without end (an
+    unbounded fit gave NaN, and the model file was refused)."""
+    torch.manual_seed(0)
+    logits = torch.randn(500, 10) * 5
+    assert doubt.fit_temperature(logits, logits.argmax(dim=1)) == pytest.approx(0.05)
+    calibrated = torch.randn(500, 10)
+    labels = torch.distributions.Categorical(logits=calibrated / 2).sample()
+    assert doubt.fit_temperature(calibrated, labels) == pytest.approx(2.0, rel=0.3)

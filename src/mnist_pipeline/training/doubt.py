@@ -11,6 +11,7 @@ the same model file.
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
 import numpy as np
@@ -49,19 +50,13 @@ def choose(model: nn.Module, norm: dict[str, float], data_dir: Path, seed: int) 
 
 
 def fit_temperature(logits: Tensor, labels: Tensor) -> float:
-    """The T minimising the cross-entropy of softmax(logits / T): Guo et al. 2017."""
-    log_t = torch.zeros(1, requires_grad=True)
-    optimiser = torch.optim.LBFGS([log_t], lr=0.1, max_iter=200)
-
-    def loss() -> Tensor:
-        optimiser.zero_grad()
-        value = nn.functional.cross_entropy(logits / log_t.exp(), labels)
-        value.backward()
-        return value
-
-    with torch.enable_grad():
-        optimiser.step(loss)
-    return float(log_t.detach().exp())
+    """The T minimising the cross-entropy of softmax(logits / T) (Guo et al. 2017), searched on
+    a log grid from 0.05 to 20 (0.7% apart): a network that is right on every validation digit
+    would otherwise drive T towards 0 without end."""
+    grid = torch.logspace(math.log10(0.05), math.log10(20.0), 901, dtype=torch.float64)
+    scaled = logits.double()
+    losses = torch.stack([nn.functional.cross_entropy(scaled / t, labels) for t in grid])
+    return float(grid[int(torch.argmin(losses))])
 
 
 def train_detector(digits: np.ndarray, pictures: np.ndarray, seed: int) -> Detector:
