@@ -144,6 +144,8 @@ def test_each_stage_depends_on_all_the_code_it_runs() -> None:
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     for name, stage in stages.items():
         words = shlex.split(stage["cmd"])
+        if words[0] == "mkdir":  # `yours`: makes sure a folder exists, runs no code of ours
+            continue
         # The workspace's own code (runtime.workspace.check_workspace_code), in an ordinary process.
         assert words[:3] == ["PYTHONPATH=src", "python", "-m"], f"stage {name}: {words}"
         modules = package_imports(words[3]) - PLUMBING

@@ -10,6 +10,7 @@ canvas PNG; it then sends image files through the page's file input and checks t
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
 import math
@@ -233,3 +234,30 @@ def test_a_doubtful_answer_is_shown_plainly_with_the_two_likeliest(
     assert answer["digit"] == "not sure"
     assert f"maybe {first} (" in answer["message"] and f") or {second} (" in answer["message"]
     assert answer["best"] == [1]  # the bars still show every probability
+
+
+def test_wrong_its_a_saves_the_drawing_in_your_digits_and_undo_takes_it_back(
+    tiny_model: Path, tmp_path: Path
+) -> None:
+    """Draw, correct with one click: the drawing as sent lands in data/yours/<digit>/ under its
+    content hash, beside the 28x28 the network received; undo removes both."""
+    server = start_demo(tmp_path, "--model", str(tiny_model))
+    url = next(server)
+    try:
+        with Page(tmp_path) as page:
+            page.goto(url)
+            page.wait_for("document.body.dataset.ready === 'true'")
+            answer = draw(page, ONE)
+            assert page.js("document.getElementById('wrong').hidden") is False
+            page.click('#labels button[data-digit="7"]')
+            page.wait_for("(document.body.dataset.saved || '').startsWith('data/yours/7/')")
+            saved = tmp_path / page.js("document.body.dataset.saved")
+            drawing = base64.b64decode(answer["png"].split(",", 1)[1])
+            assert saved.read_bytes() == drawing
+            assert saved.name == hashlib.sha256(drawing).hexdigest()[:16] + ".png"
+            assert saved.with_name(saved.stem + ".28x28.png").is_file()
+            page.click("#undo")
+            page.wait_for("document.body.dataset.saved === ''")
+            assert not list((tmp_path / "data/yours/7").iterdir())
+    finally:
+        server.close()

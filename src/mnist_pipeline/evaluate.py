@@ -22,6 +22,7 @@ from mnist_pipeline.model.doubt import Doubt
 from mnist_pipeline.model.networks import complexity
 from mnist_pipeline.report import features, figures, metrics
 from mnist_pipeline.runtime.command import run_stage
+from mnist_pipeline.serving import loader
 from mnist_pipeline.tracking import registry, run, run_file
 from mnist_pipeline.tracking.store import TrackingError, tracking_uri
 from mnist_pipeline.utils.atomic import write_json, write_text
@@ -43,7 +44,10 @@ def evaluate(cfg: DictConfig, out: Outputs = PIPELINE, data_dir: Path = PROCESSE
     size = complexity(model)  # parameters and multiply-accumulates per image
     uri = tracking_uri(cfg.tracking.uri)
     link = {"run_id": record.run_id, "url": record.link(uri)}
-    write_reports(out.reports, test, result, headline, size, link)
+    yours = your_digits(data_dir)
+    mine = None if yours is None else accuracy(model_file.Served(model, norm, doubt), yours)
+    extra = {} if mine is None else {"yours": {"acc": mine, "digits": len(yours)}}
+    write_reports(out.reports, test, result, headline, size, link, extra)
     features.draw(model, norm, test.images, test.labels, out.reports / "features.png")
     try:
         with run.evaluation_run(cfg, record):
@@ -52,7 +56,14 @@ def evaluate(cfg: DictConfig, out: Outputs = PIPELINE, data_dir: Path = PROCESSE
                 out.reports, [*REPORTS, "confusion.png", "mistakes.png", "features.png"]
             )
             mlflow.log_metrics({f"model_{name}": value for name, value in size.items()})
-            registry.promote_if_better(record.run_id, result["acc"])
+            if yours is None:
+                registry.promote_if_better(record.run_id, result["acc"])
+            else:
+                mlflow.log_metrics({"yours_acc": mine, "yours_digits": len(yours)})
+                registry.promote_for_yours(
+                    record.run_id, result["acc"], mine,
+                    lambda version: accuracy(loader.network(f"{registry.MODELS}/{version}"), yours),
+                )  # fmt: skip
     except Exception as e:  # the store went away or refused: the reports are on disk already
         raise TrackingError(
             f"the test reports are in {out.reports}/ (test accuracy {result['acc']:.4f}), but "
@@ -64,6 +75,20 @@ def evaluate(cfg: DictConfig, out: Outputs = PIPELINE, data_dir: Path = PROCESSE
 
 
 REPORTS = ["metrics.json", "per_class.json"]
+
+
+def your_digits(data_dir: Path) -> splits.Split | None:
+    """Your own held-out digits (data/yours/, split by preprocess), if there are any."""
+    if not (data_dir / "yours_heldout.npz").is_file():
+        return None
+    return splits.load(data_dir, "yours_heldout")
+
+
+def accuracy(network: torch.nn.Module, digits: splits.Split) -> float:
+    """The share of `digits` a network taking raw pixels gets right."""
+    with torch.inference_mode():
+        logits = network(torch.from_numpy(digits.images).float())
+    return (logits.argmax(dim=1).numpy() == digits.labels).mean().item()
 
 
 def sureness(logits: torch.Tensor, labels: torch.Tensor, test: splits.Split, doubt: Doubt) -> dict:
@@ -81,11 +106,18 @@ def sureness(logits: torch.Tensor, labels: torch.Tensor, test: splits.Split, dou
 
 
 def write_reports(
-    folder: Path, test: splits.Split, result: dict, headline: dict, size: dict, link: dict
+    folder: Path,
+    test: splits.Split,
+    result: dict,
+    headline: dict,
+    size: dict,
+    link: dict,
+    extra: dict,
 ) -> None:
-    """metrics.json (what `dvc metrics` and `dvc exp show` read), per-class scores, the
-    confusion pairs for `dvc plots`, and the two figures."""
-    write_json(folder / "metrics.json", {"test": headline, "model": size, "mlflow": link})
+    """metrics.json (what `dvc metrics` and `dvc exp show` read: MNIST test and, with your own
+    digits, `yours` beside it), per-class scores, the confusion pairs for `dvc plots`, and the
+    two figures."""
+    write_json(folder / "metrics.json", {"test": headline, **extra, "model": size, "mlflow": link})
     write_json(folder / "per_class.json", result["per_class"])
     pairs = zip(test.labels, result["predictions"], strict=True)
     write_text(

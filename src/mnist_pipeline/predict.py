@@ -1,6 +1,7 @@
 """Predict the digit in image files: photos, scans, drawings, in any common format.
 
     python -m mnist_pipeline.predict FILE_OR_FOLDER... [--model URI|PATH] [--json] [--top K]
+    python -m mnist_pipeline.predict --label 7 FILE_OR_FOLDER...    # add them to data/yours/7/
 
 Each answer is the digit and its calibrated probability, or "not sure" with the two likeliest
 digits when the model's rule doubts it (`model/doubt.py`). Each file goes through
@@ -24,7 +25,7 @@ import numpy as np
 
 from mnist_pipeline.model import model_file
 from mnist_pipeline.runtime.command import run_stage
-from mnist_pipeline.serving import loader
+from mnist_pipeline.serving import collect, loader
 from mnist_pipeline.serving.images import ImageError, load, read
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,11 @@ def arguments() -> argparse.ArgumentParser:
         "--json", dest="as_json", action="store_true", help="print a JSON list, one per file"
     )
     parser.add_argument("--top", type=top_count, default=3, help="how many likeliest digits (1-10)")
+    parser.add_argument(
+        "--label", type=int, choices=range(10), metavar="DIGIT",
+        help="predict nothing: add the files to your own digits, data/yours/DIGIT/ (DVC data, "
+        "private until you `dvc push`), for the next `dvc repro` to train on",
+    )  # fmt: skip
     return parser
 
 
@@ -58,10 +64,18 @@ def top_count(text: str) -> int:
 
 
 def main(
-    paths: list[Path], model: str | None, as_json: bool, top: int, out: TextIO = sys.stdout
+    paths: list[Path],
+    model: str | None,
+    as_json: bool,
+    top: int,
+    label: int | None = None,
+    out: TextIO = sys.stdout,
 ) -> None:
     """The answers go to `out` (the real stdout) even with -q, which silences only logs and
     progress."""
+    if label is not None:
+        collect_all(paths, label, out)
+        return
     served = loader.load(model)
     log.debug("predicting with %s", served.source)
     results: list[dict] = []
@@ -91,6 +105,25 @@ def main(
     if any("error" in r for r in results):
         failed = sum("error" in r for r in results)
         raise SystemExit(f"error: {failed} of {len(results)} files could not be predicted")
+
+
+def collect_all(paths: list[Path], label: int, out: TextIO) -> None:
+    """Each file into data/yours/<label>/, refused as predict would refuse it."""
+    root, failed, entries = loader.project(), 0, expand(paths)
+    for path, problem in entries:
+        if problem is None:
+            try:
+                saved = collect.save(read(path), str(path), label, root)
+                out.write(f"{path}: saved as a {label}: {loader.shown(saved.picture)}\n")
+                continue
+            except ImageError as e:
+                problem = str(e).removeprefix(f"{path}: ")
+            except OSError as e:
+                problem = f"unreadable ({e.strerror or e})"
+        print(f"error: {path}: {problem}", file=sys.stderr)
+        failed += 1
+    if failed:
+        raise SystemExit(f"error: {failed} of {len(entries)} files could not be added")
 
 
 def expand(paths: list[Path]) -> list[tuple[Path, str | None]]:

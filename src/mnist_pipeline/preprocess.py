@@ -1,17 +1,19 @@
 """DVC stage `preprocess`: decode and validate the IDX files, split, and write compact arrays;
-and draw the pictures that are no digit, which the "not sure" rule learns to refuse."""
+draw the pictures that are no digit, which the "not sure" rule learns to refuse; and add your own
+digits from data/yours/, in splits of their own."""
 
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 
 import numpy as np
 
 from mnist_pipeline.config.checks import check_split
 from mnist_pipeline.config.params import load_params
-from mnist_pipeline.data import idx, nondigits, splits
+from mnist_pipeline.data import idx, nondigits, splits, yours
 from mnist_pipeline.runtime.command import run_stage
-from mnist_pipeline.serving.images import ImageError, to_mnist
+from mnist_pipeline.serving.images import ImageError, load, read, to_mnist
 from mnist_pipeline.utils.paths import PROCESSED_DIR, RAW_DIR
 
 NON_DIGITS = 3_000  # at most; a fifth of the examples for tiny datasets
@@ -32,6 +34,25 @@ def nondigit_split(count: int, seed: int) -> splits.Split:
     return splits.Split(np.stack(images), np.full(len(images), splits.NOT_A_DIGIT))
 
 
+YOUR_SPLITS = {"yours", "yours_heldout"}
+
+
+def your_splits(folder: Path) -> dict[str, splits.Split]:
+    """Your own digits (`data/yours.py`) made into MNIST's format as predict makes a file:
+    `yours` to train on, `yours_heldout` to test on, split by content hash; none while the
+    folder is empty, so the pipeline is then what it is without them."""
+    found = yours.pictures(folder)
+    held = yours.held_out(found)
+    parts = {}
+    for name, testing in (("yours", False), ("yours_heldout", True)):
+        chosen = [(d, path) for d, digest, path in found if (digest in held) == testing]
+        if chosen:
+            pixels = [load(read(path), str(path)) for _, path in chosen]
+            images = np.clip(np.stack(pixels), 0, 255).round().astype(np.uint8)
+            parts[name] = splits.Split(images, np.array([d for d, _ in chosen], dtype=np.int64))
+    return parts
+
+
 def main() -> None:
     cfg = load_params()
     check_split(cfg)  # before reading anything: `abc` or `4999.5` is refused naming the key
@@ -44,9 +65,12 @@ def main() -> None:
         "test": read_split(files.test_images.name, files.test_labels.name),
     }
     parts["nondigits"] = nondigit_split(min(NON_DIGITS, len(train_idx) // 4), data.split_seed)
+    parts |= your_splits(yours.YOURS)
+    for name in YOUR_SPLITS - parts.keys():  # none of yours (any more): none left behind
+        (PROCESSED_DIR / f"{name}.npz").unlink(missing_ok=True)
     splits.save(parts, PROCESSED_DIR)
     print("examples per split:", {name: len(s) for name, s in parts.items()})
 
 
 if __name__ == "__main__":
-    run_stage(main, idx.IDXError, FileNotFoundError, ValueError)
+    run_stage(main, idx.IDXError, FileNotFoundError, ValueError)  # ImageError is a ValueError

@@ -20,6 +20,7 @@ TRAINING = {
     "seed": int,
     "data.batch_size": int,
     "data.eval_batch_size": int,
+    "data.yours_weight": int,
     "trainer.max_epochs": int,
     "optimizer.lr": float,
 }

@@ -24,11 +24,17 @@ SPLITS = {"fit": ("train", "val"), "validate": ("val",)}  # the splits each Ligh
 
 class MNISTDataModule(pl.LightningDataModule):
     def __init__(
-        self, data_dir: str | Path, batch_size: int, eval_batch_size: int, seed: int = 0
+        self,
+        data_dir: str | Path,
+        batch_size: int,
+        eval_batch_size: int,
+        seed: int = 0,
+        yours_weight: int = 1,
     ) -> None:
         super().__init__()
         self.data_dir = Path(data_dir)
         self.batch_size, self.eval_batch_size, self.seed = batch_size, eval_batch_size, seed
+        self.yours_weight = yours_weight
         self.shuffles = torch.Generator().manual_seed(seed)
 
     def setup(self, stage: str) -> None:
@@ -40,9 +46,17 @@ class MNISTDataModule(pl.LightningDataModule):
         names = SPLITS[stage]
         self.prepare = normaliser(splits.load_stats(self.data_dir))
         device = self.trainer.strategy.root_device if self.trainer else None
-        self.splits = {
-            name: tuple(t.to(device) for t in load_split(self.data_dir, name)) for name in names
-        }
+        self.splits = {name: tuple(t.to(device) for t in self.load(name)) for name in names}
+
+    def load(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """A split; the training split with your own digits (`yours`, from data/yours/) added,
+        each `yours_weight` times. Without them, MNIST's alone, as before they existed."""
+        images, labels = load_split(self.data_dir, name)
+        if name == "train" and (self.data_dir / "yours.npz").is_file():
+            mine, digits = load_split(self.data_dir, "yours")
+            images = torch.cat([images, mine.repeat(self.yours_weight, 1, 1)])
+            labels = torch.cat([labels, digits.repeat(self.yours_weight)])
+        return images, labels
 
     def _batches(self, name: str, batch_size: int, shuffle: bool) -> TensorBatches:
         rank, world = (

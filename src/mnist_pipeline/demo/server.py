@@ -3,6 +3,9 @@
     GET  /api/model             {"ready": true, "about": ...} or {"ready": false, "message": ...}
     POST /api/predict?name=...  body: an image file (the canvas as PNG, or a dropped file)
                                 → `model.answer`, or {"error": ...} with 400, 413 or 503
+    POST /api/yours?digit=D     body: the same file, labelled D: saved into data/yours/D/
+                                (`serving/collect.py`) → {"saved", "digit", "id"}
+    POST /api/yours/undo?digit=D&id=...   that file taken back → {"removed": true|false}
 
 The standard library's threaded server: one user on 127.0.0.1 needs no framework. Without a model
 the page says how to train one, and every later request looks again, so a page reloaded after
@@ -24,8 +27,9 @@ from pathlib import Path
 
 from mnist_pipeline.demo.model import about, answer, open_model
 from mnist_pipeline.model.model_file import CheckpointError
+from mnist_pipeline.serving.collect import remove, save
 from mnist_pipeline.serving.images import MAX_BYTES, TOO_LARGE, ImageError
-from mnist_pipeline.serving.loader import Loaded
+from mnist_pipeline.serving.loader import Loaded, project
 
 log = logging.getLogger(__name__)
 STATIC = {
@@ -41,7 +45,7 @@ class Demo:
     """The served model, opened on first need and again while there is none."""
 
     def __init__(self, given: Path | None) -> None:
-        self.given = given
+        self.given, self.root = given, project()
         self.served: Loaded | None = None
         self.lock = threading.Lock()  # one forward pass at a time; model opened once
 
@@ -78,7 +82,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         url = urllib.parse.urlsplit(self.path)
-        if url.path != "/api/predict":
+        query = {k: v[0] for k, v in urllib.parse.parse_qs(url.query).items()}
+        if url.path == "/api/yours/undo":
+            removed = remove(self.demo.root, to_digit(query.get("digit")), query.get("id", ""))
+            self.send_json(200, {"removed": removed})
+            return
+        if url.path not in ("/api/predict", "/api/yours"):
             self.send_json(404, {"error": f"no endpoint {url.path}"})
             return
         length, problem = body_length(self.headers)
@@ -87,7 +96,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.send_json(413 if length > MAX_BYTES else 400, {"error": problem})
             return
         data = self.rfile.read(length)
-        name = urllib.parse.parse_qs(url.query).get("name", ["the image"])[0][:200]
+        name = query.get("name", "the image")[:200]
+        if url.path == "/api/yours":
+            self.label(data, query.get("digit"))
+            return
         started = time.perf_counter()
         try:
             result = self.demo.predict(data, name)
@@ -99,6 +111,19 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return
         result["ms"] = round((time.perf_counter() - started) * 1000, 1)
         self.send_json(200, result)
+
+    def label(self, data: bytes, digit: str | None) -> None:
+        """Save the file as one of your digits; a bad digit or image is a 400 naming it."""
+        if to_digit(digit) < 0:
+            self.send_json(400, {"error": f"digit={digit!r} is not a digit 0-9"})
+            return
+        try:
+            saved = save(data, "the image", to_digit(digit), self.demo.root)
+        except ValueError as e:  # ImageError included: the line predict gives
+            self.send_json(400, {"error": str(e)})
+            return
+        where = saved.picture.relative_to(self.demo.root).as_posix()
+        self.send_json(200, {"saved": where, "digit": saved.digit, "id": saved.digest})
 
     def send_json(self, status: int, value: dict) -> None:
         self.send(status, json.dumps(value).encode(), "application/json")
@@ -127,6 +152,11 @@ def body_length(headers: http.client.HTTPMessage) -> tuple[int, str | None]:
         return 0, f"Content-Length: {text[:40]!r} is not a number of bytes"
     length = int(text)
     return length, f"{length:,} bytes: {TOO_LARGE}" if length > MAX_BYTES else None
+
+
+def to_digit(text: str | None) -> int:
+    """A query's digit, 0-9; -1 for anything else (which `save` refuses, naming it)."""
+    return int(text) if text is not None and text in "0123456789" and len(text) == 1 else -1
 
 
 def make_server(host: str, port: int, given: Path | None) -> http.server.ThreadingHTTPServer:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import mlflow
@@ -89,6 +90,34 @@ def promote_if_better(run_id: str, test_acc: float) -> bool:
     return best in mine
 
 
+def promote_for_yours(
+    run_id: str, test_acc: float, yours_acc: float, champion_on_yours: Callable[[str], float]
+) -> bool:
+    """With your own digits: `champion` moves to this run's model when it is right on more of
+    your held-out digits than the champion (`champion_on_yours(version)`, on the same digits)
+    and at most `MNIST_SLACK` below it on MNIST test. Return whether it moved.
+
+    A plain read-compare-move: unlike `promote_if_better`, two writers finishing at once may
+    both move the alias (the later one wins)."""
+    client = mlflow.MlflowClient()
+    mine = [
+        v.version
+        for v in client.search_model_versions(f"name='{REGISTERED_MODEL}' and run_id='{run_id}'")
+    ]
+    if not mine:
+        return False
+    champion = champion_version(client)
+    if champion is not None:
+        their_run = client.get_model_version(REGISTERED_MODEL, champion).run_id
+        their_test = test_accuracies(client, {their_run}).get(their_run, 0.0)
+        if yours_acc <= champion_on_yours(champion) or test_acc < their_test - MNIST_SLACK:
+            return False
+    client.set_registered_model_alias(REGISTERED_MODEL, "champion", max(mine, key=int))
+    return True
+
+
+MNIST_SLACK = 0.001  # 0.1 point of MNIST test accuracy, traded at most for your own digits
+MODELS = f"models:/{REGISTERED_MODEL}"  # a version: f"{MODELS}/3"
 SETTLE_ATTEMPTS = 10  # each retry means another writer moved the alias meanwhile
 # Seconds between choosing the champion and moving the alias: tests widen the race with it.
 PAUSE_ENV = "MNIST_CHAMPION_PAUSE_S"

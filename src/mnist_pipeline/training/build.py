@@ -24,7 +24,10 @@ def build(cfg: DictConfig, data_dir: Path, callbacks: list[pl.Callback]) -> Fit:
     """Seeded, so two builds are identical. MLflow is not imported here, so the benchmark can
     build the train stage's exact setup on a bare GPU box."""
     pl.seed_everything(cfg.seed, verbose=False)
-    datamodule = MNISTDataModule(data_dir, cfg.data.batch_size, cfg.data.eval_batch_size, cfg.seed)
+    data = cfg.data
+    datamodule = MNISTDataModule(
+        data_dir, data.batch_size, data.eval_batch_size, cfg.seed, data.yours_weight
+    )
     module = Classifier(
         instantiate(cfg.model), instantiate(cfg.optimizer), instantiate(cfg.scheduler)
     )

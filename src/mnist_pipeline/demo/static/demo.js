@@ -7,6 +7,7 @@ const pad = document.getElementById("pad");
 const ctx = pad.getContext("2d");
 const $ = (id) => document.getElementById(id);
 let drawing = false, last = null, dirty = false, busy = false;
+let sent = null, label = null;  // the last file answered, and the correction saved for it
 
 function clearPad() {
   ctx.fillStyle = "#000";
@@ -15,6 +16,35 @@ function clearPad() {
   for (const id of ["received", "filters", "layers", "latency"]) $(id).replaceChildren();
   drawBars(null);
   showMessage("");
+  forget();
+}
+
+// "Wrong? It's a ...": the file the answer was for, saved under the right digit in data/yours/.
+// Undo works until the next drawing.
+function forget() {
+  sent = null;
+  label = null;
+  $("wrong").hidden = true;
+  $("saved").hidden = true;
+}
+
+async function correct(digit) {
+  const reply = await fetch(`api/yours?digit=${digit}`, { method: "POST", body: sent });
+  const result = await reply.json();
+  if (!reply.ok) return showMessage(result.error);
+  label = result;
+  $("saved-text").textContent = `Saved as a ${digit}: ${result.saved}`;
+  $("saved").hidden = false;
+  document.body.dataset.saved = result.saved;
+}
+
+async function undo() {
+  if (!label) return;
+  await fetch(`api/yours/undo?digit=${label.digit}&id=${label.id}`, { method: "POST" });
+  $("saved-text").textContent = `Taken back: ${label.saved}`;
+  $("undo").hidden = true;
+  label = null;
+  document.body.dataset.saved = "";
 }
 
 function at(event) {  // pointer position in the pad's own pixels, whatever its size on screen
@@ -59,6 +89,7 @@ function changed() {
 
 function sendPad() {
   dirty = false;
+  forget();
   const t0 = performance.now();
   send(padPNG(), "the drawing", t0);
 }
@@ -78,7 +109,12 @@ async function send(body, name, t0) {
                               { method: "POST", body });
     const result = await reply.json();
     if (!reply.ok) showMessage(result.error);
-    else show(result, performance.now() - t0);
+    else {
+      show(result, performance.now() - t0);
+      sent = body;
+      $("wrong").hidden = false;
+      $("undo").hidden = false;
+    }
   } catch (err) {
     showMessage("The demo server does not answer (" + err.message + "): is `make demo` running?");
   } finally {
@@ -181,6 +217,7 @@ function show(result, ms) {
 // Files: dropped on the pad, or chosen. The file itself is sent, as `predict` would read it.
 function sendFile(file) {
   if (!file) return;
+  forget();
   const t0 = performance.now();
   createImageBitmap(file).then((bitmap) => {
     const k = Math.min(pad.width / bitmap.width, pad.height / bitmap.height);
@@ -201,6 +238,15 @@ pad.addEventListener("drop", (e) => {
 });
 $("file").addEventListener("change", (e) => { sendFile(e.target.files[0]); e.target.value = ""; });
 $("clear").addEventListener("click", clearPad);
+$("undo").addEventListener("click", undo);
+$("labels").append(...[...Array(10).keys()].map((digit) => {
+  const button = document.createElement("button");
+  button.type = "button";
+  button.textContent = digit;
+  button.dataset.digit = digit;
+  button.addEventListener("click", () => correct(digit));
+  return button;
+}));
 
 async function start() {
   clearPad();

@@ -1,0 +1,64 @@
+"""Adding a labelled picture to `data/yours/` (`data/yours.py`): from `predict --label` and from
+the page's "Wrong? It's a ..." button.
+
+The picture is checked as `predict` checks it (the same one-line refusal), then written as it
+was given and as the network received it, both under its content hash: the same picture saved
+twice is one file, and saved under another digit it moves there (the last label wins).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from mnist_pipeline.data.yours import NAME, SEEN, YOURS
+from mnist_pipeline.serving.images import decode, load
+from mnist_pipeline.utils.atomic import atomic_path
+
+EXTENSIONS = {"PNG": "png", "JPEG": "jpg", "BMP": "bmp", "GIF": "gif", "WEBP": "webp"}
+EXTENSIONS["TIFF"] = "tif"
+
+
+@dataclass(frozen=True)
+class Saved:
+    digit: int
+    digest: str
+    picture: Path
+
+
+def save(data: bytes, name: str, digit: int, root: Path) -> Saved:
+    """`ImageError` (one line naming `name`) for what predict would refuse; `ValueError` for a
+    digit that is not 0-9."""
+    if isinstance(digit, bool) or digit not in range(10):
+        raise ValueError(f"the label {digit!r} is not a digit 0-9")
+    pixels = load(data, name)
+    digest = hashlib.sha256(data).hexdigest()[:16]
+    extension = EXTENSIONS[decode(data, name).format or "PNG"]
+    for other in range(10):  # a new label for a picture already saved: it moves
+        if other != digit:
+            remove(root, other, digest)
+    folder = root / YOURS / str(digit)
+    folder.mkdir(parents=True, exist_ok=True)
+    picture = folder / f"{digest}.{extension}"
+    if not picture.exists():
+        with atomic_path(picture) as tmp:
+            tmp.write_bytes(data)
+    seen = folder / f"{digest}{SEEN}"
+    if not seen.exists():
+        with atomic_path(seen) as tmp:
+            Image.fromarray(np.clip(pixels, 0, 255).round().astype(np.uint8)).save(tmp, "PNG")
+    return Saved(digit, digest, picture)
+
+
+def remove(root: Path, digit: int, digest: str) -> bool:
+    """Take a saved picture back (the page's undo); whether there was one."""
+    if not NAME.fullmatch(digest) or digit not in range(10):
+        return False
+    found = list((root / YOURS / str(digit)).glob(f"{digest}.*"))
+    for path in found:
+        path.unlink(missing_ok=True)
+    return bool(found)
