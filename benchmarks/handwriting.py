@@ -63,10 +63,10 @@ def semeion() -> list[tuple[np.ndarray, int]]:
     return digits
 
 
-def pendigits() -> list[tuple[list[np.ndarray], int]]:
+def pendigits(name: str = "pendigits-orig-subset.tes.gz") -> list[tuple[list[np.ndarray], int]]:
     """(strokes, label) per UNIPEN `.SEGMENT`: each stroke the (x, y) points between `.PEN_DOWN`
     and `.PEN_UP`, tablet y pointing up."""
-    with gzip.open(HERE / "pendigits-orig-subset.tes.gz", "rt") as file:
+    with gzip.open(HERE / name, "rt") as file:
         text = file.read()
     digits = []
     for segment in re.split(r"^\.SEGMENT DIGIT", text, flags=re.M)[1:]:
