@@ -122,7 +122,9 @@ def test_a_bad_content_length_is_answered_at_once(
     host, port = address.split(":")
     with socket.create_connection((host, int(port)), timeout=5) as client:
         header = "" if length is None else f"Content-Length: {length}\r\n"
-        client.sendall(f"POST /api/predict HTTP/1.1\r\nHost: x\r\n{header}\r\n".encode())
+        client.sendall(
+            f"POST /api/predict HTTP/1.1\r\nHost: {host}:{port}\r\n{header}\r\n".encode()
+        )
         client.sendall(b"\x89PNG part of a body")
         reply = client.makefile("rb").read()  # the server closes after answering
     head, _, body = reply.partition(b"\r\n\r\n")

@@ -148,3 +148,10 @@ def test_a_thin_palette_drawing_on_transparent_paper_reads_as_in_grey() -> None:
     transparent = load(encoded(palette, transparency=white), "three.png")
     grey = load(encoded(three), "grey.png")
     assert np.corrcoef(transparent.ravel(), grey.ravel())[0, 1] > 0.95
+
+
+def test_a_float_picture_with_nan_pixels_is_refused_naming_it() -> None:
+    pixels = np.full((40, 40), 0.5, dtype=np.float32)
+    pixels[10:30, 18:22], pixels[0, 0] = 1.0, np.nan
+    with pytest.raises(ImageError, match=r"^nan\.tif: the picture holds NaN"):
+        load(encoded(Image.fromarray(pixels, "F"), "TIFF"), "nan.tif")

@@ -3,6 +3,7 @@ server, and split deterministically into a part to train on and a part held out.
 
 from __future__ import annotations
 
+import http.client
 import io
 import json
 import re
@@ -33,7 +34,8 @@ def test_a_picture_is_saved_by_its_hash_once_and_moves_with_a_new_label(tmp_path
     data = picture(0)
     first = collect.save(data, "a.png", 7, tmp_path)
     again = collect.save(data, "renamed.png", 7, tmp_path)
-    assert first == again and first.picture.read_bytes() == data
+    assert (first.was, again.was) == (None, 7) and again.picture == first.picture
+    assert first.picture.read_bytes() == data
     assert first.picture.parent == tmp_path / "data/yours/7" and first.picture.suffix == ".png"
     seen = first.picture.with_name(first.digest + ".28x28.png")
     assert np.array_equal(np.asarray(Image.open(seen)), load(data, "a").round().astype(np.uint8))
@@ -106,7 +108,8 @@ def test_the_held_out_part_is_chosen_by_hash_and_stays_put_as_digits_are_added(
 
 def request(address: tuple[str, int], path: str, body: bytes = b"") -> tuple[int, dict]:
     with socket.create_connection(address, timeout=10) as client:
-        head = f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n"
+        host = f"Host: {address[0]}:{address[1]}"
+        head = f"POST {path} HTTP/1.1\r\n{host}\r\nContent-Length: {len(body)}\r\n\r\n"
         client.sendall(head.encode() + body)
         reply = client.makefile("rb")
         status = int(reply.readline().split()[1])
@@ -135,8 +138,48 @@ def test_the_pages_server_saves_a_correction_and_takes_it_back(
         status, refused = request(address, "/api/yours?digit=3", b"not an image")
         assert status == 400 and refused["error"].startswith("the image: not an image")
         undo = f"/api/yours/undo?digit=7&id={saved['id']}"
-        assert request(address, undo) == (200, {"removed": True})
+        assert request(address, undo) == (200, {"undone": True})
         assert not (tmp_path / saved["saved"]).exists()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_undo_puts_back_what_was_there(tmp_path: Path) -> None:
+    """Undo removes a new picture, moves a relabelled one back, and leaves one that was already
+    saved under that digit (last week's example is not lost)."""
+    data = encoded(Image.open(io.BytesIO(picture(3))).convert("RGB"), "JPEG")
+    first = collect.save(data, "a.jpg", 3, tmp_path)
+    assert first.was is None and first.picture.suffix == ".jpg"  # the format's own extension
+    again = collect.save(data, "a.jpg", 3, tmp_path)
+    assert again.was == 3 and not collect.undo(tmp_path, 3, again.digest, again.was)
+    assert first.picture.is_file()
+    moved = collect.save(data, "a.jpg", 8, tmp_path)
+    assert moved.was == 3 and collect.undo(tmp_path, 8, moved.digest, moved.was)
+    assert first.picture.is_file() and not moved.picture.exists()
+    assert collect.undo(tmp_path, 3, first.digest, None) and not first.picture.exists()
+
+
+def test_another_sites_page_cannot_write_your_digits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A page elsewhere can make the browser POST to 127.0.0.1 (no preflight for a plain body),
+    and a rebound DNS name arrives with its own Host: both refused, nothing written."""
+    monkeypatch.chdir(tmp_path)
+    server = make_server("127.0.0.1", 0, None)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    host, port = server.server_address[:2]
+    try:
+        for headers in (
+            {"Host": f"{host}:{port}", "Origin": "https://elsewhere.example"},
+            {"Host": f"rebound.example:{port}"},
+        ):
+            connection = http.client.HTTPConnection(host, port, timeout=10)
+            connection.request("POST", "/api/yours?digit=7", picture(0), headers)
+            reply = connection.getresponse()
+            assert reply.status == 403 and "error" in json.loads(reply.read())
+            connection.close()
+        assert not (tmp_path / "data").exists()
     finally:
         server.shutdown()
         server.server_close()

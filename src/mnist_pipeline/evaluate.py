@@ -7,6 +7,8 @@ import gc
 if __name__ == "__main__":  # a command: no garbage collection while importing (runtime/command.py)
     gc.disable()
 
+import logging
+from functools import partial
 from pathlib import Path
 
 import mlflow
@@ -28,6 +30,8 @@ from mnist_pipeline.tracking.store import TrackingError, tracking_uri
 from mnist_pipeline.utils.atomic import write_json, write_text
 from mnist_pipeline.utils.paths import PIPELINE, PROCESSED_DIR, Outputs
 from mnist_pipeline.utils.redact import redact
+
+log = logging.getLogger(__name__)
 
 
 def evaluate(cfg: DictConfig, out: Outputs = PIPELINE, data_dir: Path = PROCESSED_DIR) -> float:
@@ -61,9 +65,8 @@ def evaluate(cfg: DictConfig, out: Outputs = PIPELINE, data_dir: Path = PROCESSE
             else:
                 mlflow.log_metrics({"yours_acc": mine, "yours_digits": len(yours)})
                 registry.promote_for_yours(
-                    record.run_id, result["acc"], mine,
-                    lambda version: accuracy(loader.network(f"{registry.MODELS}/{version}"), yours),
-                )  # fmt: skip
+                    record.run_id, result["acc"], mine, partial(champion_on, yours, uri)
+                )
     except Exception as e:  # the store went away or refused: the reports are on disk already
         raise TrackingError(
             f"the test reports are in {out.reports}/ (test accuracy {result['acc']:.4f}), but "
@@ -82,6 +85,17 @@ def your_digits(data_dir: Path) -> splits.Split | None:
     if not (data_dir / "yours_heldout.npz").is_file():
         return None
     return splits.load(data_dir, "yours_heldout")
+
+
+def champion_on(digits: splits.Split, store: str, version: str) -> float:
+    """The accuracy of a registered version on your held-out digits; -1 (any model beats it)
+    when it cannot be opened any more, saying so."""
+    try:
+        network = loader.network(f"{registry.MODELS}/{version}", store=store)
+    except (loader.ModelError, model_file.CheckpointError) as e:
+        log.warning("the champion, version %s, cannot be scored on your digits: %s", version, e)
+        return -1.0
+    return accuracy(network, digits)
 
 
 def accuracy(network: torch.nn.Module, digits: splits.Split) -> float:

@@ -44,7 +44,7 @@ def train(
     """Build data, model, callbacks and Trainer; fit; save and publish the model. Returns whether
     this process wrote the outputs (under DDP, only rank 0 does). `before_save` may refuse to
     write them (the stage checks that params.yaml did not change meanwhile)."""
-    for name in ("train", "val"):  # damaged data fails here, before any MLflow run opens
+    for name in ("train", "val", "nondigits"):  # damaged data fails here, before any run opens
         splits.load(data_dir, name)
     # The pipeline goes on with an interrupted training of the same config and data; ad-hoc runs,
     # each in a fresh folder, start afresh.

@@ -31,8 +31,9 @@ def pictures(folder: Path) -> list[tuple[int, str, Path]]:
 
 def held_out(found: list[tuple[int, str, Path]]) -> set[str]:
     """The hashes kept for testing: those divisible by `HELD_OUT`, and for a digit with at least
-    `HELD_OUT` pictures and none of those, its smallest hash. A picture's place depends on its
-    own bytes alone, so adding digits never moves an earlier one between the parts."""
+    `HELD_OUT` pictures and none of those, its smallest hash. A picture held out by its own hash
+    stays held out as digits are added; only that one fallback pick per digit can change (back to
+    training once the digit has a picture of the first kind, or to a smaller hash)."""
     chosen = {digest for _, digest, _ in found if int(digest, 16) % HELD_OUT == 0}
     for digit in range(10):
         mine = sorted(digest for d, digest, _ in found if d == digit)

@@ -4,8 +4,11 @@
     POST /api/predict?name=...  body: an image file (the canvas as PNG, or a dropped file)
                                 → `model.answer`, or {"error": ...} with 400, 413 or 503
     POST /api/yours?digit=D     body: the same file, labelled D: saved into data/yours/D/
-                                (`serving/collect.py`) → {"saved", "digit", "id"}
-    POST /api/yours/undo?digit=D&id=...   that file taken back → {"removed": true|false}
+                                (`serving/collect.py`) → {"saved", "digit", "id", "was"}
+    POST /api/yours/undo?digit=D&id=...&was=W   as it was before → {"undone": true|false}
+
+A POST must come from the demo's own page (`cross_site`): another site's page cannot write to
+your digits through the user's browser.
 
 The standard library's threaded server: one user on 127.0.0.1 needs no framework. Without a model
 the page says how to train one, and every later request looks again, so a page reloaded after
@@ -27,7 +30,7 @@ from pathlib import Path
 
 from mnist_pipeline.demo.model import about, answer, open_model
 from mnist_pipeline.model.model_file import CheckpointError
-from mnist_pipeline.serving.collect import remove, save
+from mnist_pipeline.serving.collect import save, undo
 from mnist_pipeline.serving.images import MAX_BYTES, TOO_LARGE, ImageError
 from mnist_pipeline.serving.loader import Loaded, project
 
@@ -83,9 +86,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         url = urllib.parse.urlsplit(self.path)
         query = {k: v[0] for k, v in urllib.parse.parse_qs(url.query).items()}
+        problem = cross_site(self.headers, *self.server.server_address[:2])
+        if problem:
+            self.close_connection = True
+            self.send_json(403, {"error": problem})
+            return
         if url.path == "/api/yours/undo":
-            removed = remove(self.demo.root, to_digit(query.get("digit")), query.get("id", ""))
-            self.send_json(200, {"removed": removed})
+            was = to_digit(query.get("was")) if query.get("was") else None
+            digit, digest = to_digit(query.get("digit")), query.get("id", "")
+            self.send_json(200, {"undone": undo(self.demo.root, digit, digest, was)})
             return
         if url.path not in ("/api/predict", "/api/yours"):
             self.send_json(404, {"error": f"no endpoint {url.path}"})
@@ -123,7 +132,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.send_json(400, {"error": str(e)})
             return
         where = saved.picture.relative_to(self.demo.root).as_posix()
-        self.send_json(200, {"saved": where, "digit": saved.digit, "id": saved.digest})
+        self.send_json(
+            200, {"saved": where, "digit": saved.digit, "id": saved.digest, "was": saved.was}
+        )
 
     def send_json(self, status: int, value: dict) -> None:
         self.send(status, json.dumps(value).encode(), "application/json")
@@ -152,6 +163,20 @@ def body_length(headers: http.client.HTTPMessage) -> tuple[int, str | None]:
         return 0, f"Content-Length: {text[:40]!r} is not a number of bytes"
     length = int(text)
     return length, f"{length:,} bytes: {TOO_LARGE}" if length > MAX_BYTES else None
+
+
+def cross_site(headers: http.client.HTTPMessage, address: str, port: int) -> str | None:
+    """Why a POST cannot come from the demo's own page, if it cannot. Another site's page in the
+    user's browser can send one to 127.0.0.1 (a form or `fetch` needs no permission for a plain
+    body), and a DNS name rebound to 127.0.0.1 arrives with its own Host: on 127.0.0.1 the Host
+    must be a loopback name, and everywhere an Origin, when sent, must be the Host's own."""
+    host, origin = headers.get("Host", ""), headers.get("Origin")
+    loopback = {f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}"}
+    if address in ("127.0.0.1", "::1") and host not in loopback:
+        return f"Host: {host[:60]!r} is not this demo's address"
+    if origin is not None and urllib.parse.urlsplit(origin).netloc != host:
+        return f"Origin: {origin[:60]!r} is another site: only the demo's own page may send this"
+    return None
 
 
 def to_digit(text: str | None) -> int:

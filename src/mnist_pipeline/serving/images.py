@@ -12,10 +12,10 @@ Pillow reads PNG, JPEG, BMP, GIF, WebP and TIFF. A file is read whole before it 
 middle of preprocessing, with an error that names neither the file nor the problem.
 
 The work for any file is bounded: at most `MAX_BYTES` read, at most `MAX_PIXELS` decoded (a JPEG
-is decoded at a reduced scale first, which its format allows), and the picture reduced to
-`WORK` pixels on its longer side before any arithmetic on it. A digit needs no more: it ends up
-20 pixels tall. A small PNG can hold a huge, blank picture (Pillow's own bomb limit is 89
-million pixels), which would otherwise cost gigabytes per request (docs/results.md).
+up to Pillow's bomb limit is decoded at a reduced scale first, which its format allows), and the
+picture reduced to `WORK` pixels on its longer side before any arithmetic on it. A digit needs
+no more: it ends up 20 pixels tall. A small PNG can hold a huge, blank picture (Pillow's own bomb
+limit is 89 million pixels), which would otherwise cost gigabytes per request (docs/results.md).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ RESAMPLING = Image.Resampling.LANCZOS
 PAPER = 0.2  # ink weaker than this fraction of the ink's level is paper texture, noise or JPEG
 TRIM = 0.002  # mass left out at each side of the crop: a speck of dust does not widen it
 MAX_BYTES = 20 * 1024 * 1024  # a file; a photo of a digit is far smaller
-MAX_PIXELS = 25_000_000  # decoded; a 24-megapixel photo passes whole, a JPEG of any size reduced
+MAX_PIXELS = 25_000_000  # decoded; a 24-megapixel photo passes whole, a larger JPEG reduced
 WORK = 1024  # the longer side the picture is reduced to before any arithmetic
 
 
@@ -126,6 +126,8 @@ def grey_levels(image: Image.Image) -> np.ndarray:
     """
     if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):  # 16-bit or float greys (TIFF)
         grey = np.asarray(image, dtype=np.float32)
+        if not np.isfinite(grey).all():
+            raise ImageError("the picture holds NaN or infinite pixel values")
         low, high = float(grey.min()), float(grey.max())
         return (grey - low) * (255.0 / (high - low)) if high > low else grey * 0.0
     has_alpha = image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in image.info

@@ -43,10 +43,11 @@ class Loaded:
         """Calibrated probabilities (N, 10) and "not sure" flags (N,) for raw pixels
         (N, 28, 28), a batch at a time: what every front end answers with."""
         images = torch.from_numpy(np.asarray(pixels, dtype=np.float32))
+        judged = []
         with torch.inference_mode():
-            logits = torch.cat([self.network(batch) for batch in images.split(BATCH)])
-        probabilities, unsure = self.network.doubt.judge(logits, images)
-        return probabilities.numpy(), unsure.numpy()
+            for batch in images.split(BATCH):
+                judged.append(self.network.doubt.judge(self.network(batch), batch))
+        return tuple(torch.cat(part).numpy() for part in zip(*judged, strict=True))  # type: ignore[return-value]
 
 
 def load(given: str | Path | None = None) -> Loaded:
@@ -83,20 +84,25 @@ def shown(path: Path) -> Path:
         return path.resolve()
 
 
-def network(given: str, must_exist: bool = False, root: Path | None = None) -> model_file.Served:
+def network(
+    given: str, must_exist: bool = False, root: Path | None = None, store: str | None = None
+) -> model_file.Served:
     """The network of a model file, or of the MLflow model at `given`: `ModelError` if there is
     none, `CheckpointError` if its weights file is not one train writes (never a silent
     fallback to another model)."""
     uri = "://" in given or given.startswith(("models:/", "runs:/"))
     if uri or Path(given, "MLmodel").is_file():
-        given = str(mlflow_weights(given, must_exist, root))
+        given = str(mlflow_weights(given, must_exist, root, store))
     return model_file.load_served(Path(given))
 
 
-def mlflow_weights(uri: str, must_exist: bool, root: Path | None = None) -> Path:
-    """The weights file of the MLflow model at `uri` (a folder or a URI), from the tracking
-    store (MLFLOW_TRACKING_URI, else `root`'s `mlflow.db`): the registry's champion only if that
-    store exists (opening a missing SQLite store would create an empty one)."""
+def mlflow_weights(
+    uri: str, must_exist: bool, root: Path | None = None, store: str | None = None
+) -> Path:
+    """The weights file of the MLflow model at `uri` (a folder or a URI), from `store`, else
+    MLFLOW_TRACKING_URI, else `root`'s `mlflow.db`: the registry's champion only if that store
+    exists (opening a missing SQLite store would create an empty one). MLflow's own store is
+    set back as it was: evaluate scores the champion while its run is open."""
     import mlflow.artifacts  # a slow import: only when an MLflow model is used
     from mlflow.models import Model
 
@@ -104,9 +110,10 @@ def mlflow_weights(uri: str, must_exist: bool, root: Path | None = None) -> Path
     from mnist_pipeline.utils.redact import redact
 
     local = f"sqlite:///{root.resolve() / DEFAULT_STORE}" if root else None
-    store = os.environ.get("MLFLOW_TRACKING_URI") or tracking_uri(local)
+    store = store or os.environ.get("MLFLOW_TRACKING_URI") or tracking_uri(local)
     if must_exist and store.startswith("sqlite:///") and not sqlite_path(store).is_file():
         raise ModelError(f"no {uri}: no tracking store {sqlite_path(store)}")
+    previous = mlflow.get_tracking_uri() if mlflow.tracking.is_tracking_uri_set() else None
     mlflow.set_tracking_uri(store)
     try:
         if Path(uri, "MLmodel").is_file():
@@ -124,4 +131,6 @@ def mlflow_weights(uri: str, must_exist: bool, root: Path | None = None) -> Path
         raise ModelError(
             f"cannot load {uri} from {redact(store)} ({type(e).__name__}: {redact(one_line(e))})"
         ) from None
+    finally:
+        mlflow.set_tracking_uri(previous)
     return folder / weights

@@ -94,8 +94,9 @@ def promote_for_yours(
     run_id: str, test_acc: float, yours_acc: float, champion_on_yours: Callable[[str], float]
 ) -> bool:
     """With your own digits: `champion` moves to this run's model when it is right on more of
-    your held-out digits than the champion (`champion_on_yours(version)`, on the same digits)
-    and at most `MNIST_SLACK` below it on MNIST test. Return whether it moved.
+    your held-out digits than the champion (`champion_on_yours(version)`, on the same digits),
+    or on as many and better on MNIST test, and at most `MNIST_SLACK` below it on MNIST test.
+    Return whether it moved.
 
     A plain read-compare-move: unlike `promote_if_better`, two writers finishing at once may
     both move the alias (the later one wins)."""
@@ -110,7 +111,9 @@ def promote_for_yours(
     if champion is not None:
         their_run = client.get_model_version(REGISTERED_MODEL, champion).run_id
         their_test = test_accuracies(client, {their_run}).get(their_run, 0.0)
-        if yours_acc <= champion_on_yours(champion) or test_acc < their_test - MNIST_SLACK:
+        theirs = champion_on_yours(champion)
+        better = yours_acc > theirs or (yours_acc == theirs and test_acc > their_test)
+        if not better or test_acc < their_test - MNIST_SLACK:
             return False
     client.set_registered_model_alias(REGISTERED_MODEL, "champion", max(mine, key=int))
     return True

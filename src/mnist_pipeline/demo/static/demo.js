@@ -33,14 +33,17 @@ async function correct(digit) {
   const result = await reply.json();
   if (!reply.ok) return showMessage(result.error);
   label = result;
-  $("saved-text").textContent = `Saved as a ${digit}: ${result.saved}`;
+  $("saved-text").textContent = result.was === digit
+    ? `Already among your digits as a ${digit}: ${result.saved}`
+    : `Saved as a ${digit}: ${result.saved}`;
   $("saved").hidden = false;
   document.body.dataset.saved = result.saved;
 }
 
 async function undo() {
   if (!label) return;
-  await fetch(`api/yours/undo?digit=${label.digit}&id=${label.id}`, { method: "POST" });
+  const was = label.was === null ? "" : `&was=${label.was}`;
+  await fetch(`api/yours/undo?digit=${label.digit}&id=${label.id}${was}`, { method: "POST" });
   $("saved-text").textContent = `Taken back: ${label.saved}`;
   $("undo").hidden = true;
   label = null;
