@@ -18,9 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from pipeline_repo import make_repo, run
 from servers import free_port
+from synthetic import synthetic_digits
 from team_servers import S3, S3_KEYS, s3_server
 
 pytestmark = pytest.mark.slow
@@ -98,6 +100,10 @@ def team(tmp_path_factory: pytest.TempPathFactory, http_mirror: str) -> Iterator
         team = Team(origin, a, env, s3, {})
         for name in ("b-folder", "b-s3"):  # B clones before A has results, as a teammate would
             clone(team, name)
+        digit = parent / "seven.png"  # one of A's own digits: DVC data, pushed with the rest
+        Image.fromarray(synthetic_digits(1, seed=9)[0][0]).resize((84, 84)).save(digit)
+        label = [sys.executable, "-m", "mnist_pipeline.predict", "--label", "7", str(digit)]
+        run(label, a, env)
         run(["dvc", "repro"], a, env)
         started = time.monotonic()
         run(["dvc", "push"], a, env)  # the shipped remote: ../mnist-pipeline-storage
@@ -151,6 +157,8 @@ def test_b_pulls_a_s_results_and_has_nothing_to_reproduce(
     assert team.metrics["test"]["acc"] >= 0.9
     for out in ("models/model.pt", "data/processed/train.npz", "reports/confusion.png"):
         assert (b / out).read_bytes() == (team.a / out).read_bytes(), out
+    (mine,) = [p for p in (team.a / "data/yours/7").iterdir() if not p.name.endswith("28x28.png")]
+    assert (b / "data/yours/7" / mine.name).read_bytes() == mine.read_bytes()  # A's own digit
 
 
 def test_an_experiment_travels_by_exp_push_and_exp_pull(team: Team, b_s3: Path) -> None:
