@@ -37,6 +37,10 @@ import psutil
 from PIL import Image, ImageDraw
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+
+from servers import wait_until_healthy  # noqa: E402  (tests/ is not a package)
+
 CASES = {  # name: (width, height, mode, format)
     "canvas 280x280 PNG": (280, 280, "L", "PNG"),
     "5000x5000 RGBA PNG (largest accepted)": (5000, 5000, "RGBA", "PNG"),
@@ -100,7 +104,7 @@ def rest(port: int, parallel: int) -> None:
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
     )  # fmt: skip
     try:
-        wait_until_up(server, port)
+        wait_until_healthy(server, port, seconds=180)
         small, largest = picture("canvas 280x280 PNG"), picture(LARGEST)
         post(port, small)  # warm: the model loaded, the first request served
         time.sleep(1)
@@ -154,20 +158,6 @@ def tree_rss(pid: int) -> float:
         with contextlib.suppress(psutil.NoSuchProcess):
             total += process.memory_info().rss
     return total / 2**20
-
-
-def wait_until_up(server: subprocess.Popen, port: int) -> None:
-    deadline = time.monotonic() + 180
-    while True:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=1)
-            return
-        except OSError:
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(
-                    f"mlflow models serve did not start: {server.stderr.read()}"
-                ) from None
-            time.sleep(0.5)
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ canvas PNG; it then sends image files through the page's file input and checks t
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import io
 import json
@@ -101,6 +102,20 @@ def start_demo(folder: Path, *args: str) -> Iterator[str]:
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+@contextlib.contextmanager
+def demo_page(folder: Path, model: Path) -> Iterator[Page]:
+    """The demo serving `model`, started in `folder`, open in Chromium and ready."""
+    server = start_demo(folder, "--model", str(model))
+    url = next(server)
+    try:
+        with Page(folder) as page:
+            page.goto(url)
+            page.wait_for("document.body.dataset.ready === 'true'")
+            yield page
+    finally:
+        server.close()
 
 
 @pytest.fixture(scope="module")
@@ -217,15 +232,8 @@ def test_a_doubtful_answer_is_shown_plainly_with_the_two_likeliest(
     model, norm, _ = model_file.read(tiny_model)
     doubtful = tmp_path / "doubtful.pt"
     model_file.save(doubtful, model, SPEC, norm, Doubt(max_score=-1e9, detector=Detector()))
-    server = start_demo(tmp_path, "--model", str(doubtful))
-    url = next(server)
-    try:
-        with Page(tmp_path) as page:
-            page.goto(url)
-            page.wait_for("document.body.dataset.ready === 'true'")
-            answer = draw(page, ONE)
-    finally:
-        server.close()
+    with demo_page(tmp_path, doubtful) as page:
+        answer = draw(page, ONE)
     canvas = tmp_path / "canvas.png"
     canvas.write_bytes(base64.b64decode(answer["png"].split(",", 1)[1]))
     (expected,) = predict(doubtful, canvas)
@@ -241,23 +249,16 @@ def test_wrong_its_a_saves_the_drawing_in_your_digits_and_undo_takes_it_back(
 ) -> None:
     """Draw, correct with one click: the drawing as sent lands in data/yours/<digit>/ under its
     content hash, beside the 28x28 the network received; undo removes both."""
-    server = start_demo(tmp_path, "--model", str(tiny_model))
-    url = next(server)
-    try:
-        with Page(tmp_path) as page:
-            page.goto(url)
-            page.wait_for("document.body.dataset.ready === 'true'")
-            answer = draw(page, ONE)
-            assert page.js("document.getElementById('wrong').hidden") is False
-            page.click('#labels button[data-digit="7"]')
-            page.wait_for("(document.body.dataset.saved || '').startsWith('data/yours/7/')")
-            saved = tmp_path / page.js("document.body.dataset.saved")
-            drawing = base64.b64decode(answer["png"].split(",", 1)[1])
-            assert saved.read_bytes() == drawing
-            assert saved.name == hashlib.sha256(drawing).hexdigest()[:16] + ".png"
-            assert saved.with_name(saved.stem + ".28x28.png").is_file()
-            page.click("#undo")
-            page.wait_for("document.body.dataset.saved === ''")
-            assert not list((tmp_path / "data/yours/7").iterdir())
-    finally:
-        server.close()
+    with demo_page(tmp_path, tiny_model) as page:
+        answer = draw(page, ONE)
+        assert page.js("document.getElementById('wrong').hidden") is False
+        page.click('#labels button[data-digit="7"]')
+        page.wait_for("(document.body.dataset.saved || '').startsWith('data/yours/7/')")
+        saved = tmp_path / page.js("document.body.dataset.saved")
+        drawing = base64.b64decode(answer["png"].split(",", 1)[1])
+        assert saved.read_bytes() == drawing
+        assert saved.name == hashlib.sha256(drawing).hexdigest()[:16] + ".png"
+        assert saved.with_name(saved.stem + ".28x28.png").is_file()
+        page.click("#undo")
+        page.wait_for("document.body.dataset.saved === ''")
+        assert not list((tmp_path / "data/yours/7").iterdir())

@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -27,7 +26,7 @@ from mlflow.exceptions import MlflowException
 
 from mnist_pipeline.serving.images import load
 from mnist_pipeline.tracking import registry
-from servers import free_port
+from servers import free_port, wait_until_healthy
 from stores import fresh_store
 from synthetic import synthetic_digits
 from test_images import encoded, page
@@ -126,7 +125,7 @@ def test_rest_server_cli_and_python_give_the_same_answer(
         start_new_session=True,
     )  # fmt: skip
     try:
-        wait_until_up(server, port)
+        wait_until_healthy(server, port, seconds=120)
         table = {"columns": ["image"], "data": [[c] for c in column(list(FILES.values()))]}
         status, answer = post(port, {"dataframe_split": table})
         assert status == 200, answer
@@ -160,18 +159,3 @@ def test_rest_server_cli_and_python_give_the_same_answer(
     by_cli = json.loads(cli.stdout)
     assert [r["digit"] for r in by_cli] == [r["digit"] for r in rest]
     assert [r["probability"] for r in by_cli] == [round(r["probability"], 4) for r in rest]
-
-
-def wait_until_up(server: subprocess.Popen, port: int) -> None:
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=1)
-            return
-        except OSError:
-            if server.poll() is not None or time.monotonic() > deadline:
-                os.killpg(server.pid, signal.SIGTERM)
-                raise AssertionError(
-                    f"mlflow models serve did not start: {server.communicate()[1][-2000:]}"
-                ) from None
-            time.sleep(0.5)
