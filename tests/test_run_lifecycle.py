@@ -15,20 +15,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import mlflow
-import numpy as np
 import pytest
 from hydra.errors import ConfigCompositionException
 from omegaconf import DictConfig, OmegaConf
 
 from mnist_pipeline.config.params import compose, to_yaml
-from mnist_pipeline.data import splits
 from mnist_pipeline.runtime.command import run_stage
 from mnist_pipeline.tracking.run import training_run
 from mnist_pipeline.tracking.run_file import RunRecord
 from mnist_pipeline.tracking.store import connect
 from mnist_pipeline.utils.paths import Outputs
 from stores import fresh_store
-from synthetic import synthetic_digits
+from synthetic import write_processed
 from workspace import REPO, clean_env
 
 
@@ -171,11 +169,8 @@ def test_ctrl_c_mid_training_leaves_the_run_killed_and_one_line(
     template: Path, tmp_path: Path
 ) -> None:
     """The real train stage on tiny data, sent SIGINT once an epoch is checkpointed."""
-    train_x, train_y = synthetic_digits(256, seed=1)
-    val = splits.Split(*synthetic_digits(64, seed=2))
-    data = {"train": splits.Split(train_x, train_y), "val": val, "test": val}
-    splits.save({k: splits.Split(v.images, v.labels.astype(np.int64)) for k, v in data.items()},
-                tmp_path / "data" / "processed")  # fmt: skip
+    (tmp_path / "data" / "processed").mkdir(parents=True)
+    write_processed(tmp_path / "data" / "processed")  # as preprocess writes it
     overrides = ["model=mlp", "trainer.max_epochs=1000", "trainer.enable_progress_bar=false",
                  "data.batch_size=64", "tracking.experiment=interrupted"]  # fmt: skip
     (tmp_path / "params.yaml").write_text(to_yaml(compose(overrides, conf_dir=REPO / "conf")))
