@@ -139,26 +139,42 @@ def terminated() -> None:
     time.sleep(5)
 
 
+class Dying:
+    def __del__(self) -> None:  # as a Lightning profiler's, when the garbage collector runs it
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.2)  # the handler runs in here, where a raised exception is only reported
+
+
+def terminated_in_a_finalizer() -> None:
+    """The SIGTERM was lost: the run went on to its end and exited 0."""
+    Dying()
+    time.sleep(5)
+
+
 @pytest.mark.parametrize(
     ("main", "code", "how"),
     [
         (hydra_interrupted, 130, "Ctrl-C"),
         (lightning_exit, 130, "Ctrl-C"),
         (terminated, 143, "SIGTERM"),
+        (terminated_in_a_finalizer, 143, "SIGTERM"),
     ],
-    ids=["hydra", "lightning", "sigterm"],
+    ids=["hydra", "lightning", "sigterm", "sigterm-in-a-finalizer"],
 )
 def test_an_interrupted_stage_says_so_in_one_line(
     main, code: int, how: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
     monkeypatch.setattr(sys, "argv", ["/x/train.py"])
     monkeypatch.setenv("MLFLOW_LOGGING_LEVEL", "WARNING")
-    previous = signal.getsignal(signal.SIGTERM)
+    previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGALRM)}
+    for number in previous:  # as a stage's own process starts (a test before may have left one)
+        signal.signal(number, signal.SIG_DFL)
     try:
         with pytest.raises(SystemExit) as info:
             run_stage(main, ConfigCompositionException)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
     assert info.value.code == code
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith(f"error: train interrupted ({how})")

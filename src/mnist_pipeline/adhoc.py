@@ -55,4 +55,5 @@ def objective(out: Outputs) -> float:
 
 if __name__ == "__main__":
     keep_private()  # before a sweep's parent run, which Hydra opens before any job is `reported`
-    main()
+    with reported("train", EXPECTED, "Start the run again."):  # a SIGTERM while Hydra starts too
+        main()

@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import FrameType
 
 from mnist_pipeline.runtime.logs import add_verbosity, log_level, setup_logging
 from mnist_pipeline.runtime.privacy import keep_private
@@ -22,8 +23,27 @@ from mnist_pipeline.utils.errors import Terminated, interruption
 from mnist_pipeline.utils.redact import redact
 
 
-def raise_terminated(signum: int, frame: object) -> None:
+class Reported(SystemExit):
+    """The exit of a failure already said in one paragraph."""
+
+
+def raise_terminated(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM as `Terminated`, but never inside a finalizer (a `__del__` the garbage collector
+    runs at any moment, such as a Lightning profiler's): Python reports an exception raised
+    there and goes on, so the SIGTERM would be lost and the run would go on to its end. It is
+    raised 50 ms later instead: SIGALRM comes back here."""
+    if in_finalizer(frame):
+        signal.setitimer(signal.ITIMER_REAL, 0.05)
+        return
     raise Terminated
+
+
+def in_finalizer(frame: FrameType | None) -> bool:
+    while frame is not None:
+        if frame.f_code.co_name == "__del__":
+            return True
+        frame = frame.f_back
+    return False
 
 
 @contextlib.contextmanager
@@ -42,12 +62,15 @@ def reported(stage: str, expected: tuple[type[BaseException], ...], again: str) 
         gc.freeze()
         gc.enable()
     keep_private()
-    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:  # unless someone handles it already
+    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, raise_terminated):  # not another's
         with contextlib.suppress(ValueError):  # only the main thread may; a launcher's job may not
             signal.signal(signal.SIGTERM, raise_terminated)
+            signal.signal(signal.SIGALRM, raise_terminated)  # a SIGTERM put off (above)
     try:
         check_workspace_code()
         yield
+    except Reported:  # by a `reported` within this one (an ad-hoc run's job, inside Hydra)
+        raise
     except BaseException as e:
         code = interruption(e)
         if code is not None:
@@ -56,11 +79,11 @@ def reported(stage: str, expected: tuple[type[BaseException], ...], again: str) 
                 f"error: {stage} interrupted ({how}); nothing half-written was kept. {again}",
                 file=sys.stderr,
             )
-            sys.exit(code)
+            raise Reported(code) from None
         if not isinstance(e, (*expected, WrongCheckout)):
             raise
         print(f"error: {redact(' '.join(str(e).split()))}", file=sys.stderr)
-        sys.exit(1)
+        raise Reported(1) from None
 
 
 def run_stage(
