@@ -17,9 +17,9 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TextIO
+from typing import TextIO, TypeVar
 
 import numpy as np
 
@@ -29,6 +29,7 @@ from mnist_pipeline.serving import collect, loader
 from mnist_pipeline.serving.images import ImageError, load, read
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 BATCH = 256
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
@@ -82,13 +83,10 @@ def main(
     pixels, slots = [], []
     for path, problem in progress(expand(paths)):
         if problem is None:
-            try:
-                pixels.append(load(read(path), str(path)))
+            image, problem = attempt(path, load)
+            if problem is None:
+                pixels.append(image)
                 slots.append(len(results))
-            except ImageError as e:
-                problem = str(e).removeprefix(f"{path}: ")
-            except OSError as e:
-                problem = f"unreadable ({e.strerror or e})"
         results.append({"file": str(path)} | ({} if problem is None else {"error": problem}))
     if pixels:
         probabilities, unsure = served.judge(np.stack(pixels))
@@ -112,18 +110,25 @@ def collect_all(paths: list[Path], label: int, out: TextIO) -> None:
     root, failed, entries = loader.project(), 0, expand(paths)
     for path, problem in entries:
         if problem is None:
-            try:
-                saved = collect.save(read(path), str(path), label, root)
+            saved, problem = attempt(path, lambda data, name: collect.save(data, name, label, root))
+            if problem is None:
                 out.write(f"{path}: saved as a {label}: {loader.shown(saved.picture)}\n")
                 continue
-            except ImageError as e:
-                problem = str(e).removeprefix(f"{path}: ")
-            except OSError as e:
-                problem = f"unreadable ({e.strerror or e})"
         print(f"error: {path}: {problem}", file=sys.stderr)
         failed += 1
     if failed:
         raise SystemExit(f"error: {failed} of {len(entries)} files could not be added")
+
+
+def attempt(path: Path, work: Callable[[bytes, str], T]) -> tuple[T | None, str | None]:
+    """`work` done on the file's bytes, or why the file cannot be used (predict's one line, the
+    same whether it is predicted or added to your digits)."""
+    try:
+        return work(read(path), str(path)), None
+    except ImageError as e:
+        return None, str(e).removeprefix(f"{path}: ")
+    except OSError as e:
+        return None, f"unreadable ({e.strerror or e})"
 
 
 def expand(paths: list[Path]) -> list[tuple[Path, str | None]]:

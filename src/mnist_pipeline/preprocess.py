@@ -13,7 +13,7 @@ from mnist_pipeline.config.checks import check_split
 from mnist_pipeline.config.params import load_params
 from mnist_pipeline.data import idx, nondigits, splits, yours
 from mnist_pipeline.runtime.command import run_stage
-from mnist_pipeline.serving.images import ImageError, load, read, to_mnist
+from mnist_pipeline.serving.images import ImageError, load, read, stored, to_mnist
 from mnist_pipeline.utils.paths import PROCESSED_DIR, RAW_DIR
 
 NON_DIGITS = 3_000  # at most; a fifth of the examples for tiny datasets
@@ -30,7 +30,7 @@ def nondigit_split(count: int, seed: int) -> splits.Split:
     images = []
     for _, picture in nondigits.generate(count, seed):
         with contextlib.suppress(ImageError):  # blank: it would never reach the network
-            images.append(to_mnist(picture).round().astype(np.uint8))
+            images.append(stored(to_mnist(picture)))
     return splits.Split(np.stack(images), np.full(len(images), splits.NOT_A_DIGIT))
 
 
@@ -48,7 +48,7 @@ def your_splits(folder: Path) -> dict[str, splits.Split]:
         chosen = [(d, path) for d, digest, path in found if (digest in held) == testing]
         if chosen:
             pixels = [load(read(path), str(path)) for _, path in chosen]
-            images = np.clip(np.stack(pixels), 0, 255).round().astype(np.uint8)
+            images = stored(np.stack(pixels))
             parts[name] = splits.Split(images, np.array([d for d, _ in chosen], dtype=np.int64))
     return parts
 

@@ -19,7 +19,7 @@ from torch import nn
 from mnist_pipeline.model import model_file
 from mnist_pipeline.report.activations import look, scaled
 from mnist_pipeline.serving import loader
-from mnist_pipeline.serving.images import load
+from mnist_pipeline.serving.images import load, stored
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def answer(served: loader.Loaded, data: bytes, name: str) -> dict:
         "digit": int(np.argmax(probabilities)),
         "not_sure": bool(unsure[0]),
         "probabilities": [round(p, 6) for p in probabilities],
-        "input": encoded(np.clip(pixels, 0, 255).round().astype(np.uint8)[None]),
+        "input": encoded(stored(pixels)[None]),
         "filters": None if seen.filters is None else encoded(scaled(seen.filters)),
         "layers": layers,
     }

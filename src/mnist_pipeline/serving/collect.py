@@ -14,11 +14,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
 from mnist_pipeline.data.yours import NAME, SEEN, YOURS
-from mnist_pipeline.serving.images import load
+from mnist_pipeline.serving.images import load, stored
 from mnist_pipeline.utils.atomic import atomic_path
 
 EXTENSIONS = {"PNG": "png", "JPEG": "jpg", "BMP": "bmp", "GIF": "gif", "WEBP": "webp"}
@@ -53,7 +52,7 @@ def save(data: bytes, name: str, digit: int, root: Path) -> Saved:
     seen = folder / f"{digest}{SEEN}"
     if not seen.exists():
         with atomic_path(seen) as tmp:
-            Image.fromarray(np.clip(pixels, 0, 255).round().astype(np.uint8)).save(tmp, "PNG")
+            Image.fromarray(stored(pixels)).save(tmp, "PNG")
     return Saved(digit, digest, picture, was)
 
 

@@ -206,6 +206,11 @@ def centred(digit: np.ndarray) -> np.ndarray:
     return field
 
 
+def stored(pixels: np.ndarray) -> np.ndarray:
+    """Pixels 0-255 as MNIST stores them: uint8, rounded."""
+    return np.clip(pixels, 0, 255).round().astype(np.uint8)
+
+
 def load(data: bytes, name: str) -> np.ndarray:
     """The bytes of an image file as float32 (28, 28) pixels 0-255; `ImageError` naming `name`."""
     try:

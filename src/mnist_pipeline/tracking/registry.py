@@ -69,10 +69,7 @@ def promote_if_better(run_id: str, test_acc: float) -> bool:
     and a result logged later is its writer's to check, so the alias ends on the best.
     """
     client = mlflow.MlflowClient()
-    mine = {
-        v.version
-        for v in client.search_model_versions(f"name='{REGISTERED_MODEL}' and run_id='{run_id}'")
-    }
+    mine = versions_of(client, run_id)
     if not mine:
         return False
     for attempt in range(SETTLE_ATTEMPTS):
@@ -101,10 +98,7 @@ def promote_for_yours(
     A plain read-compare-move: unlike `promote_if_better`, two writers finishing at once may
     both move the alias (the later one wins)."""
     client = mlflow.MlflowClient()
-    mine = [
-        v.version
-        for v in client.search_model_versions(f"name='{REGISTERED_MODEL}' and run_id='{run_id}'")
-    ]
+    mine = versions_of(client, run_id)
     if not mine:
         return False
     champion = champion_version(client)
@@ -124,6 +118,12 @@ MODELS = f"models:/{REGISTERED_MODEL}"  # a version: f"{MODELS}/3"
 SETTLE_ATTEMPTS = 10  # each retry means another writer moved the alias meanwhile
 # Seconds between choosing the champion and moving the alias: tests widen the race with it.
 PAUSE_ENV = "MNIST_CHAMPION_PAUSE_S"
+
+
+def versions_of(client: mlflow.MlflowClient, run_id: str) -> set[str]:
+    """The registered versions of the model a run logged."""
+    found = client.search_model_versions(f"name='{REGISTERED_MODEL}' and run_id='{run_id}'")
+    return {v.version for v in found}
 
 
 def champion_version(client: mlflow.MlflowClient) -> str | None:

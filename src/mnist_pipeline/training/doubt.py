@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from mnist_pipeline.data import splits
 from mnist_pipeline.model.doubt import Detector, Doubt
-from mnist_pipeline.model.networks import Standardise
+from mnist_pipeline.model.model_file import Served
 
 log = logging.getLogger(__name__)
 FLAGGED = 0.005  # of the validation digits, by each threshold
@@ -28,7 +28,7 @@ DIGITS, EPOCHS, BATCH = 12_000, 4, 128
 
 
 def choose(model: nn.Module, norm: dict[str, float], data_dir: Path, seed: int) -> Doubt:
-    network = nn.Sequential(Standardise(norm["mean"], norm["std"]), model).eval()
+    network = Served(model, norm, Doubt()).eval()  # raw pixels in, as served
     val = splits.load(data_dir, "val")
     pixels = torch.from_numpy(val.images).float()
     with torch.no_grad():  # not inference_mode: the temperature's fit differentiates through them
